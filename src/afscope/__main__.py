@@ -1,0 +1,3 @@
+from afscope.cli import main
+
+main()

@@ -1,0 +1,106 @@
+"""Build click options from a pydantic config: the config is the CLI (the sparsify habit).
+
+``@config_command(ExtractConfig)`` adds ``--config FILE`` plus one ``--field-name`` option per field,
+with the field's description as help. Only flags the user actually gave override the YAML file, and
+the merged dict is validated once, so a typo or a bad value fails with the field's name.
+"""
+
+from __future__ import annotations
+
+import functools
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import click
+import yaml
+from pydantic.fields import FieldInfo
+
+from afscope.config import BaseConfig, build_config
+from afscope.errors import ConfigError
+
+
+def _strip_optional(tp: Any) -> Any:
+    if get_origin(tp) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+def _flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _help(field: FieldInfo) -> str:
+    text = field.description or ""
+    if field.is_required():
+        return text + "  [required]"
+    if field.default is not None and not callable(field.default) and field.default is not ...:
+        d = field.default
+        if isinstance(d, (list, tuple)):
+            d = ",".join(str(x) for x in d)
+        text += f"  [default: {d}]"
+    return text
+
+
+def _parse_value(name: str, tp: Any, raw: Any) -> Any:
+    tp = _strip_optional(tp)
+    origin = get_origin(tp)
+    if origin in (list, tuple, set) or tp in (list, tuple):
+        return [x.strip() for x in str(raw).split(",") if x.strip()]
+    if origin is dict or tp is dict:
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"flag {_flag_name(name)}: not a mapping: {e}") from None
+        if not isinstance(value, dict):
+            raise ConfigError(f"flag {_flag_name(name)}: expected a mapping like '{{a: 1}}'")
+        return value
+    return raw
+
+
+def _option_for(name: str, field: FieldInfo) -> Callable[[Callable], Callable]:
+    tp = _strip_optional(field.annotation)
+    if tp is bool:
+        flag = name.replace("_", "-")
+        return click.option(f"--{flag}/--no-{flag}", name, default=None, help=_help(field))
+    kwargs: dict[str, Any] = {"default": None, "help": _help(field)}
+    if get_origin(tp) is Literal:
+        kwargs["type"] = click.Choice([str(a) for a in get_args(tp)])
+    elif tp is int:
+        kwargs["type"] = int
+    elif tp is float:
+        kwargs["type"] = float
+    elif tp is Path:
+        kwargs["type"] = click.Path(path_type=Path)
+    else:
+        kwargs["type"] = str
+    return click.option(_flag_name(name), name, **kwargs)
+
+
+def config_command(cls: type[BaseConfig]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorate a click command body ``f(cfg, **other)`` so it receives a validated ``cls``."""
+
+    def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+        fields = cls.model_fields
+
+        @functools.wraps(f)
+        def wrapper(**kwargs: Any) -> Any:
+            config_path = kwargs.pop("config", None)
+            overrides = {}
+            for name in fields:
+                raw = kwargs.pop(name, None)
+                if raw is not None:
+                    overrides[name] = _parse_value(name, fields[name].annotation, raw)
+            cfg = build_config(cls, config_path, overrides)
+            return f(cfg, **kwargs)
+
+        for name, field in reversed(list(fields.items())):
+            wrapper = _option_for(name, field)(wrapper)
+        wrapper = click.option("--config", "config", type=click.Path(path_type=Path), default=None,
+                               help="YAML config file; flags override its fields.")(wrapper)
+        return wrapper
+
+    return decorate

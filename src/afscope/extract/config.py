@@ -1,0 +1,56 @@
+"""Config of ``afscope extract``: every field is also a flag (``--layers 6,12 --pool max,mean``)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from afscope.config import BaseConfig
+
+Pool = Literal["max", "mean", "last"]
+_SHARD = re.compile(r"^(\d+)/(\d+)$")
+
+
+class ExtractConfig(BaseConfig):
+    """Run a model over a dataset and cache pooled residual activations per layer."""
+
+    model: str = Field("smollm2-135m-instruct",
+                       description="Embedded model name, local HF folder or hub id.")
+    data: Path = Field(description="Dataset file (JSON, JSONL, CSV) or HF dataset folder.")
+    out: Path = Field(Path("runs/extract"), description="Cache / run directory to write.")
+    layers: list[int | float] = Field(
+        [0.5], description="Layers: int, negative int, or fraction of depth (0.5 = middle).")
+    pool: list[Pool] = Field(["max", "mean"], description="Poolings per sample: max, mean, last.")
+    mask: str = Field("all", description="Token mask: all, response, last or last-K.")
+    max_length: int = Field(1024, gt=0, description="Truncate inputs to this many tokens.")
+    batch_tokens: int = Field(8192, gt=0,
+                              description="Token budget of a padded batch (rows x longest row).")
+    chunk_size: int = Field(256, gt=0,
+                            description="Records per shard file; the unit of resume and --shard.")
+    shard: str | None = Field(None, description="Process only shard i/n of the chunks, e.g. 0/4.")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32",
+                                                            description="Model dtype.")
+    device: str = Field("cpu", description="torch device, e.g. cpu or cuda:0.")
+    label_map: dict[str, int] | None = Field(None, description="Extra label -> 0/1 mapping.")
+    overwrite: bool = Field(False, description="Replace a cache made from another config.")
+    seed: int = Field(0, description="Seed (extraction is deterministic; recorded for the run).")
+
+    @field_validator("shard")
+    @classmethod
+    def _check_shard(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        m = _SHARD.match(v)
+        if not m or int(m.group(2)) == 0 or int(m.group(1)) >= int(m.group(2)):
+            raise ValueError("expected i/n with 0 <= i < n, e.g. 0/4")
+        return v
+
+    @property
+    def shard_index(self) -> tuple[int, int]:
+        if self.shard is None:
+            return 0, 1
+        i, n = self.shard.split("/")
+        return int(i), int(n)

@@ -1,0 +1,137 @@
+"""Run directories: every command writes its artifacts next to a ``manifest.json``.
+
+The manifest records what is needed to trust and reproduce the run: the config, package versions,
+the git sha of the afscope checkout, model ids and file hashes, dataset content hashes and timings.
+A run can be reproduced from its folder alone (``afscope <cmd> --config RUN/manifest.json`` reads
+``config`` back).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import importlib.metadata
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from afscope.errors import AfscopeError
+from afscope.fileio import atomic_write_json
+
+MANIFEST = "manifest.json"
+_PACKAGES = ("afscope", "torch", "transformers", "safetensors", "numpy", "scikit-learn", "pydantic",
+             "gguf", "accelerate", "datasets")
+
+
+def package_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in _PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_sha() -> str | None:
+    """Sha of the afscope source checkout (None for an installed wheel); ``+dirty`` if modified."""
+    src = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--", "."],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return sha + ("+dirty" if dirty else "")
+
+
+def default_run_dir(command: str, root: str | Path = "runs") -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path(root) / f"{command.replace(' ', '-')}-{stamp}"
+
+
+class Run:
+    """A run directory being written. Use :func:`start_run` as a context manager.
+
+    The manifest is rewritten (atomically) at each :meth:`save`, so a killed run still leaves a
+    readable manifest with ``status: "running"``.
+    """
+
+    def __init__(self, path: Path, command: str, config: dict[str, Any],
+                 manifest_name: str = MANIFEST):
+        self.path = path
+        self.manifest_name = manifest_name
+        self.manifest: dict[str, Any] = {
+            "command": command,
+            "config": config,
+            "status": "running",
+            "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "versions": package_versions(),
+            "git_sha": git_sha(),
+            "models": {},
+            "datasets": {},
+            "timings_s": {},
+            "outputs": {},
+        }
+
+    def add_dataset(self, name: str, info: dict[str, Any]) -> None:
+        self.manifest["datasets"][name] = info
+
+    def add_model(self, name: str, info: dict[str, Any]) -> None:
+        self.manifest["models"][name] = info
+
+    def add_output(self, name: str, value: Any) -> None:
+        self.manifest["outputs"][name] = value
+
+    @contextlib.contextmanager
+    def timer(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.manifest["timings_s"][name] = round(
+                self.manifest["timings_s"].get(name, 0.0) + time.perf_counter() - t0, 4)
+
+    def save(self) -> None:
+        atomic_write_json(self.path / self.manifest_name, self.manifest)
+
+
+@contextlib.contextmanager
+def start_run(command: str, config: dict[str, Any], path: str | Path | None = None, *,
+              manifest_name: str = MANIFEST) -> Iterator[Run]:
+    """Open a run directory, yield the :class:`Run`, and write the final manifest on exit.
+
+    ``manifest_name`` lets concurrent shard processes share one directory without clobbering.
+    """
+    run_path = Path(path) if path is not None else default_run_dir(command)
+    created = not run_path.exists()
+    run_path.mkdir(parents=True, exist_ok=True)
+    run = Run(run_path, command, config, manifest_name)
+    run.save()
+    t0 = time.perf_counter()
+    try:
+        yield run
+    except BaseException as e:
+        if created and isinstance(e, AfscopeError):
+            # bad input: leave nothing behind (an interrupted run is kept, for resume)
+            shutil.rmtree(run_path, ignore_errors=True)
+            raise
+        run.manifest["status"] = "failed"
+        run.manifest["error"] = f"{type(e).__name__}: {e}"
+        raise
+    else:
+        run.manifest["status"] = "complete"
+    finally:
+        if run_path.exists():
+            run.manifest["timings_s"]["total"] = round(time.perf_counter() - t0, 4)
+            run.manifest["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(
+                timespec="seconds")
+            run.save()
