@@ -26,7 +26,8 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except AfscopeError as e:
-            console.print(f"[bold red]error:[/] {e}", highlight=False, markup=True)
+            console.print("[bold red]error:[/]", end=" ")
+            console.print(str(e), highlight=False, markup=False, soft_wrap=True)
             sys.exit(2)
 
 

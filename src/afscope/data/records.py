@@ -46,7 +46,7 @@ def binary_label(category: str, label_map: Mapping[str, int] | None = None,
         return 0
     known = sorted(POSITIVE_LABELS | NEGATIVE_LABELS)
     raise DataError(f"{location}: unknown label {category!r}; known labels: {', '.join(known)}; "
-                    "map it with label_map in the data config (e.g. {category!r}: 0)")
+                    f"map it with label_map in the data config (e.g. {category!r}: 0)")
 
 
 @dataclass(frozen=True)
