@@ -1,0 +1,109 @@
+"""``LLMConfig``: which backend answers, with what model, how hard it retries and where it caches.
+
+The API key itself is never a field: only the *name* of the environment variable that holds it
+(``api_key_env``), so a saved config, a manifest or a ``repr`` can never leak a secret. A value that
+does not look like a variable name (``sk-...`` pasted by mistake) is rejected without echoing it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import ConfigDict, Field, field_validator
+
+from afscope.config import BaseConfig
+
+if TYPE_CHECKING:
+    from afscope.llm.base import GenerationParams
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class LLMConfig(BaseConfig):
+    """Settings of one LLM backend (judge, autointerp describer, data generator)."""
+
+    # hide_input_in_errors: a secret pasted into the wrong field must not appear in an error.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, hide_input_in_errors=True)
+
+    backend: str = Field(
+        "transformers",
+        description="Backend name: transformers (local, offline), openai (any OpenAI-compatible "
+        "server: vLLM, llama.cpp, OpenAI), anthropic, claude-cli.",
+    )
+    model: str | None = Field(
+        None,
+        description="Model name. transformers: an afscope model name, HF id or path "
+        "(default smollm2-135m-instruct); openai/anthropic: required; claude-cli: optional.",
+    )
+    base_url: str | None = Field(
+        None,
+        description="Server URL. openai: e.g. http://127.0.0.1:8000/v1 (default "
+        "https://api.openai.com/v1); anthropic: default https://api.anthropic.com.",
+    )
+    api_key_env: str | None = Field(
+        None,
+        description="NAME of the environment variable holding the API key (default "
+        "OPENAI_API_KEY / ANTHROPIC_API_KEY). The key itself is never stored.",
+    )
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature; 0 = greedy.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass (used if temperature > 0).")
+    max_tokens: int = Field(512, gt=0, description="Maximum number of generated tokens per answer.")
+    seed: int = Field(0, description="Sampling seed (local backend; sent to servers that accept one).")
+    stop: list[str] = Field(default_factory=list, description="Stop strings; the answer is cut before them.")
+    timeout_s: float = Field(120.0, gt=0, description="Per-request timeout in seconds (HTTP and CLI).")
+    max_retries: int = Field(5, ge=0, description="Retries after the first attempt on transient failures.")
+    backoff_base_s: float = Field(1.0, ge=0, description="First retry delay; doubles each retry, with jitter.")
+    backoff_max_s: float = Field(60.0, ge=0, description="Upper bound of one backoff delay.")
+    concurrency: int = Field(4, ge=1, description="Parallel requests (HTTP and CLI backends).")
+    batch_size: int = Field(8, ge=1, description="Prompts per generate() batch (transformers backend).")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="Weights dtype (transformers backend); part of the cache identity."
+    )
+    device: str = Field("cpu", description="Torch device, e.g. cpu or cuda:0 (transformers backend).")
+    cache_dir: Path | None = Field(
+        None, description="Directory of the on-disk response cache; unset = no cache."
+    )
+    on_error: Literal["raise", "record"] = Field(
+        "raise",
+        description="raise: a failed item stops the batch with BackendError; record: failures come "
+        "back as Completion.error and are counted by the caller.",
+    )
+    anthropic_version: str = Field("2023-06-01", description="anthropic-version header (anthropic).")
+    cli_binary: str = Field("claude", description="Executable of the claude CLI (claude-cli).")
+    cli_extra_args: list[str] = Field(
+        default_factory=list, description="Extra arguments passed to the claude CLI (claude-cli)."
+    )
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        from afscope.llm.base import available_backends
+
+        names = available_backends()
+        if v not in names:
+            raise ValueError(f"unknown backend {v!r}; expected one of {', '.join(names)}")
+        return v
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, v: str | None) -> str | None:
+        # The message deliberately does not repeat the value: it may be the key itself.
+        if v is not None and not _ENV_NAME.match(v):
+            raise ValueError(
+                "must be the NAME of an environment variable (letters, digits, _), not the key itself"
+            )
+        return v
+
+    def generation_params(self) -> GenerationParams:
+        """The default :class:`GenerationParams` of backends built from this config."""
+        from afscope.llm.base import GenerationParams
+
+        return GenerationParams(
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            top_p=self.top_p,
+            seed=self.seed,
+            stop=tuple(self.stop),
+        )

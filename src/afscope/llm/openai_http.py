@@ -1,0 +1,213 @@
+"""OpenAI-compatible chat backend (vLLM, llama.cpp server, OpenAI) and the shared JSON-over-HTTP call.
+
+``POST {base_url}/chat/completions`` with the standard body. The HTTP layer is the standard library
+(``urllib``), which keeps afscope free of SDKs; each request opens its own connection, which is
+negligible next to generation time. :func:`post_json` classifies every failure for the retry loop
+(429/408/5xx, timeouts and connection errors are transient; other statuses and malformed bodies are
+not) and scrubs the API key from every message it builds.
+
+Redirects are not followed: urllib would replay the ``Authorization`` header to wherever a server
+points. Proxies from the environment are honoured, except for loopback servers (a local vLLM).
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import json
+import logging
+import os
+import socket
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from afscope.errors import ConfigError
+from afscope.llm.base import (Completion, ConcurrentBackend, GenerationParams, common_kwargs,
+                              register_backend, retry_policy_from_config)
+from afscope.llm.config import LLMConfig
+from afscope.llm.retry import PermanentError, TransientError, parse_retry_after
+
+logger = logging.getLogger(__name__)
+
+#: 4xx statuses worth retrying: request timeout and rate limit. Every 5xx is retried too.
+RETRY_STATUSES = frozenset({408, 429})
+_SNIPPET = 300
+
+
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    """``text`` with every secret of 4+ characters replaced by ``***``."""
+    for s in secrets:
+        if s and len(s) >= 4:
+            text = text.replace(s, "***")
+    return text
+
+
+def safe_url(url: str) -> str:
+    """``url`` without user:password, for messages."""
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[override]
+        return None  # urllib then raises HTTPError(3xx), reported as a permanent failure
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _opener(url: str) -> urllib.request.OpenerDirector:
+    handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
+    if _is_loopback(urllib.parse.urlsplit(url).hostname):
+        handlers.append(urllib.request.ProxyHandler({}))
+    return urllib.request.build_opener(*handlers)
+
+
+def post_json(
+    url: str,
+    body: Mapping[str, Any],
+    headers: Mapping[str, str],
+    *,
+    timeout_s: float,
+    secrets: Iterable[str | None] = (),
+) -> Any:
+    """POST ``body`` as JSON and return the decoded JSON answer.
+
+    Raises :class:`TransientError` (with ``retry_after`` from the header) or :class:`PermanentError`;
+    their messages name the status and URL, quote at most 300 characters of the body, and never
+    contain any of ``secrets``.
+    """
+    secrets = tuple(secrets)
+    where = safe_url(url)
+    req = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode("utf-8"),
+        method="POST",
+        headers={"Content-Type": "application/json", "Accept": "application/json", **headers},
+    )
+    try:
+        with _opener(url).open(req, timeout=timeout_s) as resp:
+            status = resp.status
+            raw = resp.read()
+    except urllib.error.HTTPError as e:
+        try:
+            text = e.read().decode("utf-8", "replace")
+        except Exception:  # noqa: BLE001 (the body is only for the message)
+            text = ""
+        msg = redact(f"HTTP {e.code} from {where}: {text[:_SNIPPET].strip()}", secrets)
+        if e.code in RETRY_STATUSES or e.code >= 500:
+            retry_after = parse_retry_after(e.headers.get("Retry-After") if e.headers else None)
+            raise TransientError(msg, status=e.code, retry_after=retry_after) from None
+        raise PermanentError(msg, status=e.code) from None
+    except (TimeoutError, socket.timeout):
+        raise TransientError(f"timed out after {timeout_s} s waiting for {where}") from None
+    except urllib.error.URLError as e:
+        if isinstance(e.reason, (TimeoutError, socket.timeout)):
+            raise TransientError(f"timed out after {timeout_s} s connecting to {where}") from None
+        raise TransientError(redact(f"cannot reach {where}: {e.reason}", secrets)) from None
+    except (http.client.HTTPException, OSError) as e:
+        raise TransientError(redact(f"connection to {where} failed: {e!r}", secrets)) from None
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        snippet = raw[:_SNIPPET].decode("utf-8", "replace")
+        raise PermanentError(
+            redact(f"HTTP {status} from {where}: response is not valid JSON: {snippet!r}", secrets),
+            status=status,
+        ) from None
+
+
+def malformed_response(what: str, data: Any) -> PermanentError:
+    """A PermanentError for a response missing fields, quoting a server `error` field if any."""
+    hint = ""
+    if isinstance(data, dict) and "error" in data:
+        hint = f" (server error: {str(data['error'])[:_SNIPPET]})"
+    return PermanentError(f"malformed response: {what}{hint}")
+
+
+def parse_chat_completion(data: Any) -> Completion:
+    """The first choice of an OpenAI chat-completions response; PermanentError if malformed."""
+    if not isinstance(data, dict):
+        raise malformed_response(f"expected a JSON object, got {type(data).__name__}", data)
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise malformed_response("missing or empty 'choices'", data)
+    message = choices[0].get("message")
+    if not isinstance(message, dict) or "content" not in message:
+        raise malformed_response("'choices[0].message.content' missing", data)
+    content = message["content"]
+    if content is not None and not isinstance(content, str):
+        raise malformed_response("'choices[0].message.content' is not a string", data)
+    reason = choices[0].get("finish_reason")
+    return Completion(content or "", reason if isinstance(reason, str) else None)
+
+
+@register_backend("openai")
+class OpenAIBackend(ConcurrentBackend):
+    """Any server speaking OpenAI's ``/chat/completions`` (vLLM, llama.cpp server, OpenAI).
+
+    The key is read from ``$api_key_env`` when the backend is built and sent as a Bearer token; it
+    is optional because local servers (vLLM, llama.cpp) usually need none. Other arguments: see
+    :class:`~afscope.llm.base.ConcurrentBackend`.
+    """
+
+    DEFAULT_BASE_URL = "https://api.openai.com/v1"
+    DEFAULT_KEY_ENV = "OPENAI_API_KEY"
+
+    def __init__(self, model: str, *, base_url: str | None = None, api_key_env: str | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        self.base_url = (base_url or self.DEFAULT_BASE_URL).rstrip("/")
+        self.api_key_env = api_key_env or self.DEFAULT_KEY_ENV
+        self._api_key = os.environ.get(self.api_key_env) or None
+
+    @classmethod
+    def from_config(cls, cfg: LLMConfig, **overrides: Any) -> OpenAIBackend:
+        if not cfg.model:
+            raise ConfigError("LLMConfig: field 'model': required for the openai backend "
+                              "(the name the server serves, e.g. the vLLM --served-model-name)")
+        kwargs: dict[str, Any] = dict(
+            base_url=cfg.base_url, api_key_env=cfg.api_key_env, concurrency=cfg.concurrency,
+            timeout_s=cfg.timeout_s, retry=retry_policy_from_config(cfg), **common_kwargs(cfg))
+        kwargs.update(overrides)
+        return cls(cfg.model, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"OpenAIBackend(model={self.model!r}, base_url={safe_url(self.base_url)!r}, api_key_env={self.api_key_env!r})"
+
+    def describe(self) -> str:
+        return f"openai model {self.model!r} at {safe_url(self.base_url)}"
+
+    def _attempt(self, messages: list[dict[str, str]], params: GenerationParams) -> Completion:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": params.temperature,
+            "max_tokens": params.max_tokens,
+            "top_p": params.top_p,
+            "seed": params.seed,
+        }
+        if params.stop:
+            body["stop"] = list(params.stop)
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        try:
+            data = post_json(f"{self.base_url}/chat/completions", body, headers,
+                             timeout_s=self.timeout_s, secrets=(self._api_key,))
+        except PermanentError as e:
+            if e.status in (401, 403):
+                where = "is not set" if self._api_key is None else "was rejected"
+                raise PermanentError(f"{e} (the API key in ${self.api_key_env} {where})", status=e.status) from None
+            raise
+        return parse_chat_completion(data)
