@@ -17,15 +17,14 @@ before the inputs have been validated.
 
 from __future__ import annotations
 
-import datetime as _dt
 import time
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from afscope.cli import console
 from afscope.cli.options import config_command
 from afscope.data.config import DataSplitConfig, DataSynthConfig, DataValidateConfig
 from afscope.data.dataset import Dataset
@@ -33,10 +32,8 @@ from afscope.data.leakage import LeakageGuard
 from afscope.data.load import load_dataset
 from afscope.data.split import stratified_split
 from afscope.errors import AfscopeError, ConfigError, DataError
-from afscope.fileio import atomic_write_json
-from afscope.runs import Run, start_run
+from afscope.runs import start_run
 
-_console = Console(stderr=True)
 # splits that only measure: eval-only data in them is duplicated evaluation, not leakage
 _EVAL_SPLITS = frozenset({"test"})
 
@@ -64,7 +61,7 @@ def _print_dataset(d: Dataset) -> None:
     head = (f"{d.path if d.path is not None else d.name}: n={len(d)} (AF {lc[1]} / not {lc[0]}), "
             f"content {d.content_hash[:16]}, {dup} duplicate(s)"
             + (f", {dropped} dropped" if dropped else ""))
-    _console.print(head, soft_wrap=True, markup=False, highlight=False)
+    console.print(head, soft_wrap=True, markup=False, highlight=False)
     table = Table()
     table.add_column("category")
     table.add_column("is_af", justify="right")
@@ -73,7 +70,7 @@ def _print_dataset(d: Dataset) -> None:
     label_of = {r.category: r.label for r in d}
     for cat, n in d.counts().items():
         table.add_row(cat, str(label_of[cat]), str(n), f"{n / max(len(d), 1):.1%}")
-    _console.print(table)
+    console.print(table)
 
 
 @click.group("data")
@@ -140,7 +137,7 @@ def split(cfg: DataSplitConfig, path_arg: str | None) -> None:
                 run.add_output(name, {"path": out.name, "n": len(part), "counts": part.counts(),
                                       "content_hash": part.content_hash})
     if not _quiet():
-        _console.print(f"{ds.path}: n={len(ds)} split with seed {cfg.seed} into {run.path}",
+        console.print(f"{ds.path}: n={len(ds)} split with seed {cfg.seed} into {run.path}",
                        soft_wrap=True, markup=False, highlight=False)
         table = Table()  # one row per category, one column per split: stays narrow
         table.add_column("category")
@@ -150,7 +147,7 @@ def split(cfg: DataSplitConfig, path_arg: str | None) -> None:
         for c in ds.counts():
             table.add_row(c, *(str(counts.get(c, 0)) for counts in per_split))
         table.add_row("total", *(str(len(part)) for part in splits.values()), style="bold")
-        _console.print(table)
+        console.print(table)
     click.echo(str(run.path))
 
 
@@ -166,32 +163,30 @@ def synth(cfg: DataSynthConfig) -> None:
         raise ConfigError(f"data synth: --out must be a .jsonl file, got {out}")
     if out.is_dir():
         raise ConfigError(f"data synth: --out {out} is a directory; expected a .jsonl file path")
-    t0 = time.perf_counter()
-    run = Run(out.parent, "data synth", cfg.to_dict())
-    with run.timer("generate"):
-        records = generate_corpus(cfg.n, cfg.seed, mix=cfg.mix, minimal_pairs=cfg.minimal_pairs)
-    if not records:
-        raise DataError(f"data synth: the generator returned no records for n={cfg.n}")
-    with run.timer("keyword_auroc"):
-        report: dict[str, Any] = {k: float(v) for k, v in keyword_auroc_report(records).items()}
-    ds = Dataset.from_records(records, name=out.stem)
-    with run.timer("write"):
-        ds.to_jsonl(out)
-    ds.path = out
-    run.add_dataset(ds.name, ds.info())
-    run.add_output("corpus", out.name)
-    run.add_output("keyword_auroc", report)
-    run.manifest["status"] = "complete"
-    run.manifest["timings_s"]["total"] = round(time.perf_counter() - t0, 4)
-    run.manifest["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    atomic_write_json(synth_manifest_path(out), run.manifest)
+    with start_run("data synth", cfg.to_dict(), out.parent,
+                   manifest_name=synth_manifest_path(out).name) as run:
+        with run.timer("generate"):
+            records = generate_corpus(cfg.n, cfg.seed, mix=cfg.mix,
+                                      minimal_pairs=cfg.minimal_pairs)
+        if not records:
+            raise DataError(f"data synth: the generator returned no records for n={cfg.n}")
+        with run.timer("keyword_auroc"):
+            report: dict[str, Any] = {k: float(v)
+                                      for k, v in keyword_auroc_report(records).items()}
+        ds = Dataset.from_records(records, name=out.stem)
+        with run.timer("write"):
+            ds.to_jsonl(out)
+        ds.path = out
+        run.add_dataset(ds.name, ds.info())
+        run.add_output("corpus", out.name)
+        run.add_output("keyword_auroc", report)
     if not _quiet():
-        _console.print(f"{out}: {len(ds)} synthetic traces ({_counts_text(ds.counts())})",
+        console.print(f"{out}: {len(ds)} synthetic traces ({_counts_text(ds.counts())})",
                        soft_wrap=True, markup=False, highlight=False)
         table = Table()
         table.add_column("keyword baseline")
         table.add_column("AUROC", justify="right")
         for k, v in report.items():
             table.add_row(k, f"{v:.3f}")
-        _console.print(table)
+        console.print(table)
     click.echo(str(out))
