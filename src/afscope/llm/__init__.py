@@ -11,10 +11,8 @@ on-disk cache; retries with backoff; keys only from environment variables. Wrap 
 (traces) with :func:`delimit` before putting it in a prompt.
 """
 
-from afscope.llm.base import (ChatPrompt, Completion, ConcurrentBackend, GenerationParams,
-                              LLMBackend, Message, PromptLike, apply_stop, available_backends,
-                              delimit, get_backend_class, make_backend, normalize_prompt,
-                              register_backend, split_system)
+from afscope.llm.base import (Completion, ConcurrentBackend, GenerationParams, LLMBackend, available_backends, get_backend_class, make_backend, register_backend)
+from afscope.llm.prompts import (ChatPrompt, Message, PromptLike, apply_stop, delimit, normalize_prompt, split_system)
 from afscope.llm.cache import ResponseCache, cache_key
 from afscope.llm.config import LLMConfig
 from afscope.llm.retry import PermanentError, RetryPolicy, TransientError, call_with_retries

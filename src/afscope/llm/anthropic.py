@@ -13,8 +13,8 @@ import os
 from typing import Any
 
 from afscope.errors import BackendError, ConfigError
-from afscope.llm.base import (Completion, ConcurrentBackend, GenerationParams, common_kwargs,
-                              register_backend, retry_policy_from_config, split_system)
+from afscope.llm.base import (Completion, ConcurrentBackend, GenerationParams, common_kwargs, register_backend, retry_policy_from_config)
+from afscope.llm.prompts import split_system
 from afscope.llm.config import LLMConfig
 from afscope.llm.openai_http import malformed_response, post_json, safe_url
 from afscope.llm.retry import PermanentError

@@ -20,8 +20,8 @@ import subprocess
 from collections.abc import Sequence
 from typing import Any
 
-from afscope.llm.base import (Completion, ConcurrentBackend, GenerationParams, apply_stop,
-                              common_kwargs, register_backend, retry_policy_from_config, split_system)
+from afscope.llm.base import (Completion, ConcurrentBackend, GenerationParams, common_kwargs, register_backend, retry_policy_from_config)
+from afscope.llm.prompts import apply_stop, split_system
 from afscope.llm.config import LLMConfig
 from afscope.llm.retry import PermanentError, TransientError
 

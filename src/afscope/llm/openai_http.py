@@ -25,8 +25,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from afscope.errors import ConfigError
-from afscope.llm.base import (Completion, ConcurrentBackend, GenerationParams, common_kwargs,
-                              register_backend, retry_policy_from_config)
+from afscope.llm.base import (Completion, ConcurrentBackend, GenerationParams, common_kwargs, register_backend, retry_policy_from_config)
 from afscope.llm.config import LLMConfig
 from afscope.llm.retry import PermanentError, TransientError, parse_retry_after
 
