@@ -26,8 +26,9 @@ class ExtractConfig(BaseConfig):
     pool: list[Pool] = Field(["max", "mean"], description="Poolings per sample: max, mean, last.")
     mask: str = Field("all", description="Token mask: all, response, last or last-K.")
     max_length: int = Field(1024, gt=0, description="Truncate inputs to this many tokens.")
-    batch_tokens: int = Field(8192, gt=0,
-                              description="Token budget of a padded batch (rows x longest row).")
+    batch_tokens: int = Field(2048, gt=0, description=(
+        "Token budget of a padded batch (rows x longest row); 2048 was fastest on a 2-core CPU "
+        "(benchmarks/bench_extract.py), raise it on a GPU."))
     chunk_size: int = Field(256, gt=0,
                             description="Records per shard file; the unit of resume and --shard.")
     shard: str | None = Field(None, description="Process only shard i/n of the chunks, e.g. 0/4.")

@@ -41,13 +41,19 @@ class _Encoded:
 
 
 def _encode(tokenizer: Any, records: list[Any], max_length: int) -> _Encoded:
-    """Tokenize ``prompt + text``; ``response_start`` is the first token of ``text``."""
+    """Tokenize ``prompt + text``; ``response_start`` is the first token of ``text``.
+
+    Offsets (fast tokenizers only) are needed just when some record has a prompt.
+    """
     texts = [(r.prompt or "") + r.text for r in records]
-    enc = tokenizer(texts, add_special_tokens=True, return_offsets_mapping=True)
+    with_prompt = any(r.prompt for r in records)
+    enc = tokenizer(texts, add_special_tokens=True, return_offsets_mapping=with_prompt)
+    offsets_all = enc["offset_mapping"] if with_prompt else [None] * len(texts)
     ids, starts, truncated = [], [], 0
-    for r, row, offsets in zip(records, enc["input_ids"], enc["offset_mapping"]):
+    for r, row, offsets in zip(records, enc["input_ids"], offsets_all):
         cut = len(r.prompt or "")
-        start = next((j for j, (a, b) in enumerate(offsets) if b > a and a >= cut), len(row))
+        start = 0 if not cut else next(
+            (j for j, (a, b) in enumerate(offsets) if b > a and a >= cut), len(row))
         if len(row) > max_length:
             truncated += 1
             row = row[:max_length]
