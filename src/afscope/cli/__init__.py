@@ -27,7 +27,7 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except AfscopeError as e:
             console.print("[bold red]error:[/]", end=" ")
-            console.print(str(e), highlight=False, markup=False, soft_wrap=True)
+            console.print(str(e), highlight=False, markup=False, emoji=False, soft_wrap=True)
             sys.exit(2)
 
 

@@ -61,7 +61,7 @@ def _print_dataset(d: Dataset) -> None:
     head = (f"{d.path if d.path is not None else d.name}: n={len(d)} (AF {lc[1]} / not {lc[0]}), "
             f"content {d.content_hash[:16]}, {dup} duplicate(s)"
             + (f", {dropped} dropped" if dropped else ""))
-    console.print(head, soft_wrap=True, markup=False, highlight=False)
+    console.print(head, soft_wrap=True, markup=False, highlight=False, emoji=False)
     table = Table()
     table.add_column("category")
     table.add_column("is_af", justify="right")
@@ -138,7 +138,7 @@ def split(cfg: DataSplitConfig, path_arg: str | None) -> None:
                                       "content_hash": part.content_hash})
     if not _quiet():
         console.print(f"{ds.path}: n={len(ds)} split with seed {cfg.seed} into {run.path}",
-                       soft_wrap=True, markup=False, highlight=False)
+                       soft_wrap=True, markup=False, highlight=False, emoji=False)
         table = Table()  # one row per category, one column per split: stays narrow
         table.add_column("category")
         for name in splits:
@@ -182,7 +182,7 @@ def synth(cfg: DataSynthConfig) -> None:
         run.add_output("keyword_auroc", report)
     if not _quiet():
         console.print(f"{out}: {len(ds)} synthetic traces ({_counts_text(ds.counts())})",
-                       soft_wrap=True, markup=False, highlight=False)
+                       soft_wrap=True, markup=False, highlight=False, emoji=False)
         table = Table()
         table.add_column("keyword baseline")
         table.add_column("AUROC", justify="right")
