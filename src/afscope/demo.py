@@ -31,6 +31,8 @@ class DemoConfig(BaseConfig):
     layers: list[int | float] = Field([0.25, 0.5, 0.75], description="Layers to cache.")
     pool: list[Literal["max", "mean", "last"]] = Field(["max", "mean"], description="Poolings.")
     max_length: int = Field(512, gt=0, description="Truncate traces to this many tokens.")
+    skip_first: int = Field(1, ge=0, description=(
+        "Leave the first N tokens out of pooling (position 0 is an attention sink)."))
     out: Path | None = Field(None, description="Run directory (default runs/demo-<time>).")
 
 
@@ -100,7 +102,8 @@ def run_demo(cfg: DemoConfig) -> Path:
                 caches[name] = extract(ExtractConfig(
                     model=cfg.model, data=out / "data" / f"{name}.jsonl",
                     out=out / f"cache_{name}", layers=cfg.layers, pool=cfg.pool,
-                    max_length=cfg.max_length, seed=cfg.seed), lm=lm, dataset=part)
+                    max_length=cfg.max_length, skip_first=cfg.skip_first, seed=cfg.seed),
+                    lm=lm, dataset=part)
         train, test = caches["train"], caches["test"]
         cat_test = np.array([r["category"] for r in test.records()])
         directions = []

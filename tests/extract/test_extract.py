@@ -61,6 +61,21 @@ def test_matches_per_sample_output_hidden_states(tiny_model_dir, tmp_path):
     assert cache.n_tokens().min() >= 3
 
 
+def test_skip_first_pools_without_the_first_token(tiny_model_dir, tmp_path):
+    data = write_data(tmp_path / "d.jsonl", 6)
+    cache = extract(cfg_for(tiny_model_dir, data, tmp_path / "c", skip_first=1))
+    lm = load_model(str(tiny_model_dir))
+    for i, line in enumerate(data.read_text().splitlines()):
+        ids = lm.tokenizer(json.loads(line)["text"], return_tensors="pt").input_ids
+        with torch.inference_mode():
+            h = lm.model(ids, output_hidden_states=True).hidden_states[1][0]
+        np.testing.assert_allclose(cache.get(0, "max")[i], h[1:].max(0).values.numpy(), rtol=1e-4,
+                                   atol=1e-5)
+        np.testing.assert_allclose(cache.get(0, "last")[i], h[-1].numpy(), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ArtifactError, match="skip_first"):
+        extract(cfg_for(tiny_model_dir, data, tmp_path / "c"))
+
+
 def test_batching_does_not_change_values(tiny_model_dir, tmp_path):
     data = write_data(tmp_path / "d.jsonl", 30)
     a = extract(cfg_for(tiny_model_dir, data, tmp_path / "a", batch_tokens=64, chunk_size=5))

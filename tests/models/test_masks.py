@@ -31,3 +31,12 @@ def test_response_mask_counts_from_valid_tokens():
     assert m[1].tolist() == [False, False, False, False, True, True]
     with pytest.raises(ConfigError):
         token_mask(LEFT, MaskSpec("response"))
+
+
+@pytest.mark.parametrize("am", [RIGHT, LEFT])
+def test_skip_first_drops_the_sink_position_but_not_last(am):
+    m = token_mask(am, MaskSpec("all"), skip_first=1)
+    assert m.sum(1).tolist() == [3, 5]
+    first = (am.cumsum(1) == 1) & am.bool()
+    assert not (m & first).any()
+    assert token_mask(am, MaskSpec("last"), skip_first=1).equal(token_mask(am, MaskSpec("last")))

@@ -25,6 +25,9 @@ class ExtractConfig(BaseConfig):
         [0.5], description="Layers: int, negative int, or fraction of depth (0.5 = middle).")
     pool: list[Pool] = Field(["max", "mean"], description="Poolings per sample: max, mean, last.")
     mask: str = Field("all", description="Token mask: all, response, last or last-K.")
+    skip_first: int = Field(0, ge=0, description=(
+        "Leave the first N tokens out of pooling (0 = the seeds' behaviour; 1 drops the "
+        "attention-sink position, which otherwise decides many max-pooled dimensions)."))
     max_length: int = Field(1024, gt=0, description="Truncate inputs to this many tokens.")
     batch_tokens: int = Field(2048, gt=0, description=(
         "Token budget of a padded batch (rows x longest row); 2048 was fastest on a 2-core CPU "

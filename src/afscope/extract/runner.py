@@ -86,7 +86,8 @@ def _fingerprint_fields(cfg: ExtractConfig, lm: LoadedModel, layers: list[int],
                         dataset: Dataset) -> dict[str, Any]:
     return {
         "model": lm.info.fingerprint, "model_name": lm.info.name, "layers": layers,
-        "pools": list(cfg.pool), "mask": cfg.mask, "max_length": cfg.max_length,
+        "pools": list(cfg.pool), "mask": cfg.mask, "skip_first": cfg.skip_first,
+        "max_length": cfg.max_length,
         "batch_tokens": cfg.batch_tokens, "chunk_size": cfg.chunk_size, "dtype": cfg.dtype,
         "dataset": dataset.content_hash, "format_version": store.FORMAT_VERSION,
     }
@@ -128,7 +129,8 @@ def _run_chunk(lm: LoadedModel, records: list[Any], cfg: ExtractConfig, layers: 
             ids[row, : lengths[i]] = torch.tensor(enc.ids[i])
             am[row, : lengths[i]] = 1
         starts = torch.tensor([enc.response_start[i] for i in batch])
-        mask = token_mask(am, spec, starts if spec.kind == "response" else None)
+        mask = token_mask(am, spec, starts if spec.kind == "response" else None,
+                          skip_first=cfg.skip_first)
         with record_residual(lm.model, layers, stop=True) as acts:
             lm.model(input_ids=ids.to(device), attention_mask=am.to(device), use_cache=False)
         for layer in layers:

@@ -33,15 +33,20 @@ class MaskSpec:
 
 
 def token_mask(attention_mask: torch.Tensor, spec: MaskSpec,
-               response_start: torch.Tensor | None = None) -> torch.Tensor:
+               response_start: torch.Tensor | None = None, *, skip_first: int = 0) -> torch.Tensor:
     """Bool mask (B, T) of the positions to pool over.
 
     ``attention_mask``: (B, T) 0/1. ``response_start``: (B,) index, among the valid tokens of each
-    row, of the first response token (required for ``response``).
+    row, of the first response token (required for ``response``). ``skip_first`` drops the first
+    valid tokens of each row from ``all``/``response``/``last-K``: position 0 is an attention sink
+    whose residual norm is orders of magnitude larger (SmolLM2: ~2e4 vs ~1e2 elsewhere), so it
+    decides a max-pool in about half of the dimensions.
     """
     valid = attention_mask.bool()
     rank = valid.long().cumsum(dim=1) - 1  # (B, T): index among valid tokens
     n_valid = valid.sum(dim=1, keepdim=True)  # (B, 1)
+    if spec.kind != "last":
+        valid = valid & (rank >= skip_first)
     if spec.kind == "all":
         return valid
     if spec.kind == "last":
