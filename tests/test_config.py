@@ -43,3 +43,9 @@ def test_typo_and_bad_values_name_the_field(tmp_path):
     (tmp_path / "bad.yaml").write_text("a: [1,\n")
     with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
         build_config(ExtractConfig, tmp_path / "bad.yaml")
+
+
+def test_shipped_configs_validate():
+    root = Path(__file__).resolve().parents[1]
+    cfg = build_config(ExtractConfig, root / "configs" / "extract_benchmark.yaml")
+    assert cfg.model == "gemma-3-270m" and cfg.layers == [6, 12, -1] and cfg.skip_first == 1
