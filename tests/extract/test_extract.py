@@ -182,6 +182,14 @@ def test_response_mask_pools_only_the_text(tiny_model_dir, tmp_path):
     resp = extract(cfg_for(tiny_model_dir, data, tmp_path / "resp", mask="response"))
     assert not np.allclose(allc.get(0, "mean")[0], resp.get(0, "mean")[0])
     np.testing.assert_allclose(allc.get(0, "last"), resp.get(0, "last"), rtol=1e-5)
+    lm = load_model(str(tiny_model_dir))
+    full = rows[0]["prompt"] + "\n\n" + rows[0]["text"]
+    enc = lm.tokenizer(full, return_offsets_mapping=True, return_tensors="pt")
+    in_text = [a >= len(full) - len(rows[0]["text"]) for a, _ in enc.offset_mapping[0].tolist()]
+    with torch.inference_mode():
+        h = lm.model(enc.input_ids, output_hidden_states=True).hidden_states[1][0]
+    np.testing.assert_allclose(resp.get(0, "mean")[0], h[torch.tensor(in_text)].mean(0).numpy(),
+                               rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.timeout(240)

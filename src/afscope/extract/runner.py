@@ -40,18 +40,29 @@ class _Encoded:
     truncated: int
 
 
+PROMPT_SEPARATOR = "\n\n"
+
+
+def _model_input(record: Any) -> tuple[str, int]:
+    """The text the model reads (``prompt``, a blank line, ``text``) and where ``text`` starts."""
+    if not record.prompt:
+        return record.text, 0
+    head = record.prompt + PROMPT_SEPARATOR
+    return head + record.text, len(head)
+
+
 def _encode(tokenizer: Any, records: list[Any], max_length: int) -> _Encoded:
-    """Tokenize ``prompt + text``; ``response_start`` is the first token of ``text``.
+    """Tokenize each record's model input; ``response_start`` is the first token of ``text``.
 
     Offsets (fast tokenizers only) are needed just when some record has a prompt.
     """
-    texts = [(r.prompt or "") + r.text for r in records]
+    inputs = [_model_input(r) for r in records]
+    texts = [t for t, _ in inputs]
     with_prompt = any(r.prompt for r in records)
     enc = tokenizer(texts, add_special_tokens=True, return_offsets_mapping=with_prompt)
     offsets_all = enc["offset_mapping"] if with_prompt else [None] * len(texts)
     ids, starts, truncated = [], [], 0
-    for r, row, offsets in zip(records, enc["input_ids"], offsets_all):
-        cut = len(r.prompt or "")
+    for (_, cut), row, offsets in zip(inputs, enc["input_ids"], offsets_all):
         start = 0 if not cut else next(
             (j for j, (a, b) in enumerate(offsets) if b > a and a >= cut), len(row))
         if len(row) > max_length:
@@ -87,6 +98,7 @@ def _fingerprint_fields(cfg: ExtractConfig, lm: LoadedModel, layers: list[int],
     return {
         "model": lm.info.fingerprint, "model_name": lm.info.name, "layers": layers,
         "pools": list(cfg.pool), "mask": cfg.mask, "skip_first": cfg.skip_first,
+        "prompt_separator": PROMPT_SEPARATOR,
         "max_length": cfg.max_length,
         "batch_tokens": cfg.batch_tokens, "chunk_size": cfg.chunk_size, "dtype": cfg.dtype,
         "dataset": dataset.content_hash, "format_version": store.FORMAT_VERSION,
