@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from afscope.errors import BackendError, ConfigError
-from afscope.llm.base import (Completion, ConcurrentBackend, GenerationParams, common_kwargs, register_backend, retry_policy_from_config)
+from afscope.llm.base import (Completion, ConcurrentBackend, GenerationParams, concurrent_kwargs, register_backend)
 from afscope.llm.prompts import split_system
 from afscope.llm.config import LLMConfig
 from afscope.llm.openai_http import malformed_response, post_json, safe_url
@@ -65,8 +65,7 @@ class AnthropicBackend(ConcurrentBackend):
             raise ConfigError("LLMConfig: field 'model': required for the anthropic backend")
         kwargs: dict[str, Any] = dict(
             base_url=cfg.base_url, api_key_env=cfg.api_key_env, anthropic_version=cfg.anthropic_version,
-            concurrency=cfg.concurrency, timeout_s=cfg.timeout_s, retry=retry_policy_from_config(cfg),
-            **common_kwargs(cfg))
+            **concurrent_kwargs(cfg))
         kwargs.update(overrides)
         return cls(cfg.model, **kwargs)
 

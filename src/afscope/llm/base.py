@@ -347,3 +347,9 @@ def common_kwargs(cfg: LLMConfig) -> dict[str, Any]:
         "params": cfg.generation_params(),
         "on_error": cfg.on_error,
     }
+
+
+def concurrent_kwargs(cfg: LLMConfig) -> dict[str, Any]:
+    """:func:`common_kwargs` plus what every :class:`ConcurrentBackend` takes (pool, timeout, retry)."""
+    return {**common_kwargs(cfg), "concurrency": cfg.concurrency, "timeout_s": cfg.timeout_s,
+            "retry": retry_policy_from_config(cfg)}

@@ -20,7 +20,7 @@ import subprocess
 from collections.abc import Sequence
 from typing import Any
 
-from afscope.llm.base import (Completion, ConcurrentBackend, GenerationParams, common_kwargs, register_backend, retry_policy_from_config)
+from afscope.llm.base import (Completion, ConcurrentBackend, GenerationParams, concurrent_kwargs, register_backend)
 from afscope.llm.prompts import apply_stop, split_system
 from afscope.llm.config import LLMConfig
 from afscope.llm.retry import PermanentError, TransientError
@@ -61,8 +61,7 @@ class ClaudeCLIBackend(ConcurrentBackend):
     @classmethod
     def from_config(cls, cfg: LLMConfig, **overrides: Any) -> ClaudeCLIBackend:
         kwargs: dict[str, Any] = dict(
-            binary=cfg.cli_binary, extra_args=cfg.cli_extra_args, concurrency=cfg.concurrency,
-            timeout_s=cfg.timeout_s, retry=retry_policy_from_config(cfg), **common_kwargs(cfg))
+            binary=cfg.cli_binary, extra_args=cfg.cli_extra_args, **concurrent_kwargs(cfg))
         kwargs.update(overrides)
         return cls(cfg.model, **kwargs)
 

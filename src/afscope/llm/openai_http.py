@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from afscope.errors import ConfigError
-from afscope.llm.base import (Completion, ConcurrentBackend, GenerationParams, common_kwargs, register_backend, retry_policy_from_config)
+from afscope.llm.base import (Completion, ConcurrentBackend, GenerationParams, concurrent_kwargs, register_backend)
 from afscope.llm.config import LLMConfig
 from afscope.llm.retry import PermanentError, TransientError, parse_retry_after
 
@@ -178,8 +178,7 @@ class OpenAIBackend(ConcurrentBackend):
             raise ConfigError("LLMConfig: field 'model': required for the openai backend "
                               "(the name the server serves, e.g. the vLLM --served-model-name)")
         kwargs: dict[str, Any] = dict(
-            base_url=cfg.base_url, api_key_env=cfg.api_key_env, concurrency=cfg.concurrency,
-            timeout_s=cfg.timeout_s, retry=retry_policy_from_config(cfg), **common_kwargs(cfg))
+            base_url=cfg.base_url, api_key_env=cfg.api_key_env, **concurrent_kwargs(cfg))
         kwargs.update(overrides)
         return cls(cfg.model, **kwargs)
 
