@@ -48,9 +48,9 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
 
 
 def _register() -> None:
-    from afscope.cli import data, demo, extract, models
+    from afscope.cli import data, demo, extract, models, sae
 
-    for mod in (data, models, extract, demo):
+    for mod in (data, models, extract, sae, demo):
         main.add_command(mod.command)
 
 

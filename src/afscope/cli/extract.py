@@ -29,9 +29,12 @@ def command() -> None:
 @config_command(ExtractConfig)
 def run(cfg: ExtractConfig) -> None:
     """Extract (or resume) the cache at --out."""
-    from afscope.extract import extract
+    if cfg.sae:
+        from afscope.sae import extract_with_sae as run_extract
+    else:
+        from afscope.extract import extract as run_extract
 
-    cache = extract(cfg)
+    cache = run_extract(cfg)
     if cache is None:
         console.print(f"shard {cfg.shard} done: {cfg.out} (merge when all shards finish)")
     else:

@@ -39,6 +39,12 @@ class ExtractConfig(BaseConfig):
                                                             description="Model dtype.")
     device: str = Field("cpu", description="torch device, e.g. cpu or cuda:0.")
     label_map: dict[str, int] | None = Field(None, description="Extra label -> 0/1 mapping.")
+    sae: list[Path] = Field([], description=(
+        "SAE folders (SAELens format) to encode into the cache, one per layer; each SAE's "
+        "hook_layer must be one of --layers. Stores per-sample max/mean per latent, sparse."))
+    token_topk: int = Field(0, ge=0, description=(
+        "With --sae: also store the top-K latents of every masked token (0 = off); the "
+        "feature browser highlights tokens from them."))
     overwrite: bool = Field(False, description="Replace a cache made from another config.")
     seed: int = Field(0, description="Seed (extraction is deterministic; recorded for the run).")
 

@@ -5,15 +5,20 @@ Layout of a cache directory::
     index.json                 kind, format_version, fingerprint (+ the fields it hashes), layout
     records.jsonl              one line per record: row, id, category, label (the row order)
     chunks/chunk-00000.safetensors   tensors "L{layer}.{pool}" (rows, d) float32, "row" int64,
-                                     "n_tokens" int64; header metadata holds the fingerprint
+                                     "n_tokens" int64; header metadata holds the fingerprint;
+                                     with --sae, per-sample latents as CSR per layer:
+                                     "sae.L{layer}.indptr" (rows+1,) int64, ".indices" (nnz,) int32,
+                                     ".max" / ".mean" (nnz,) float32, ".argmax" (nnz,) int32
+    tokens/chunk-00000.safetensors   with --token-topk K: every masked token's "row", "pos",
+                                     "token_id" (m,) and "L{layer}.indices"/".values" (m, K)
     manifest.json              the run manifest (manifest.shard-i-of-n.json for --shard runs)
 
 A chunk holds records ``[k * chunk_size, (k + 1) * chunk_size)``. It is written once, atomically, so
 its presence means it is complete: a killed run resumes by skipping present chunks, and ``--shard
 i/n`` processes (chunks ``k % n == i``) can write into one directory or into several that
 :func:`merge_caches` joins. Batching depends only on a chunk's records, so a resumed, sharded or
-uninterrupted run produces byte-identical files. Per-token sparse SAE activations will live beside
-these as ``tokens/`` chunks with the same numbering.
+uninterrupted run produces byte-identical files. A ``tokens/`` chunk is written before the chunk
+of the same number, so a present chunk implies its tokens.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +41,7 @@ FORMAT_VERSION = 1
 INDEX = "index.json"
 RECORDS = "records.jsonl"
 CHUNK_DIR = "chunks"
+TOKEN_DIR = "tokens"
 
 
 def chunk_name(k: int) -> str:
@@ -43,6 +50,29 @@ def chunk_name(k: int) -> str:
 
 def tensor_key(layer: int, pool: str) -> str:
     return f"L{layer}.{pool}"
+
+
+def sae_key(layer: int, name: str) -> str:
+    return f"sae.L{layer}.{name}"
+
+
+@dataclass
+class TokenTopK:
+    """Top-k latents of every masked token, rows in record order then token position."""
+
+    row: np.ndarray  # (m,) int64 record row
+    pos: np.ndarray  # (m,) int32 token position in the model input
+    token_id: np.ndarray  # (m,) int32
+    indices: np.ndarray  # (m, k) int32 latent ids
+    values: np.ndarray  # (m, k) float32
+
+    def feature_tokens(self, row: int, feature: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Positions, token ids and the activation of ``feature`` on every masked token of
+        ``row`` (0 where the feature is not in the token's top-k)."""
+        sel = np.flatnonzero(self.row == row)
+        hit = self.indices[sel] == feature  # (n, k)
+        acts = np.where(hit, self.values[sel], 0.0).sum(axis=1)
+        return self.pos[sel], self.token_id[sel], acts.astype(np.float32)
 
 
 def write_index(path: Path, index: dict[str, Any]) -> None:
@@ -78,12 +108,13 @@ def chunk_fingerprint(file: Path) -> str | None:
         return None
 
 
-def save_chunk(path: Path, k: int, tensors: dict[str, np.ndarray], fingerprint: str) -> Path:
+def save_chunk(path: Path, k: int, tensors: dict[str, np.ndarray], fingerprint: str,
+               subdir: str = CHUNK_DIR) -> Path:
     """Write chunk ``k`` atomically. The header metadata is one key (safetensors does not keep the
     order of several), so identical chunks are identical bytes."""
     from safetensors.numpy import save_file
 
-    target = path / CHUNK_DIR / chunk_name(k)
+    target = path / subdir / chunk_name(k)
     with atomic_path(target) as tmp:
         save_file({n: np.ascontiguousarray(t) for n, t in tensors.items()}, str(tmp),
                   metadata={"afscope": json.dumps({"fingerprint": fingerprint, "chunk": k},
@@ -106,12 +137,86 @@ class ActivationCache:
     def fingerprint(self) -> str:
         return str(self.index["fingerprint"])
 
-    def chunk_files(self) -> list[Path]:
-        return [self.path / CHUNK_DIR / chunk_name(k) for k in range(self.index["n_chunks"])]
+    def chunk_files(self, subdir: str = CHUNK_DIR) -> list[Path]:
+        return [self.path / subdir / chunk_name(k) for k in range(self.index["n_chunks"])]
 
     def missing_chunks(self) -> list[int]:
-        return [k for k, f in enumerate(self.chunk_files())
-                if chunk_fingerprint(f) != self.fingerprint]
+        files = zip(self.chunk_files(), self.chunk_files(TOKEN_DIR))
+        return [k for k, (f, t) in enumerate(files)
+                if chunk_fingerprint(f) != self.fingerprint
+                or (self.token_k and chunk_fingerprint(t) != self.fingerprint)]
+
+    @property
+    def sae_layers(self) -> list[int]:
+        """Layers with sparse latents (``extract --sae``)."""
+        return sorted(int(k) for k in self.index.get("latents", {}))
+
+    @property
+    def token_k(self) -> int:
+        return int(self.index.get("token_topk", 0))
+
+    def sae_width(self, layer: int) -> int:
+        self._check_sae_layer(layer)
+        return int(self.index["latents"][str(layer)]["width"])
+
+    def _check_sae_layer(self, layer: int) -> None:
+        if layer not in self.sae_layers:
+            raise ArtifactError(f"{self.path}: no SAE latents for layer {layer}; cache has them "
+                                f"for layers {self.sae_layers} (extract with --sae)")
+
+    def _read_csr(self, layer: int, values: str) -> Any:
+        from scipy import sparse
+
+        self._check_sae_layer(layer)
+        self.check_complete()
+        blocks = []
+        for f in self.chunk_files():
+            with safe_open(str(f), framework="np") as fh:
+                indptr = fh.get_tensor(sae_key(layer, "indptr"))
+                blocks.append(sparse.csr_matrix(
+                    (fh.get_tensor(sae_key(layer, values)), fh.get_tensor(sae_key(layer, "indices")),
+                     indptr), shape=(len(indptr) - 1, self.sae_width(layer))))
+        return sparse.vstack(blocks, format="csr")
+
+    def sae_features(self, layer: int, stat: str = "max") -> Any:
+        """Per-sample latent ``stat`` (max or mean over masked tokens) as a
+        ``scipy.sparse.csr_matrix (n_records, d_sae)`` float32."""
+        if stat not in ("max", "mean"):
+            raise ArtifactError(f"SAE statistic must be 'max' or 'mean', got {stat!r}")
+        return self._read_csr(layer, stat)
+
+    def sae_argmax(self, layer: int) -> Any:
+        """Token position of each latent's max, with the sparsity pattern of ``sae_features``."""
+        return self._read_csr(layer, "argmax")
+
+    def token_topk(self, layer: int) -> TokenTopK | None:
+        """Per-token top-k latents at ``layer`` (None when extracted without --token-topk)."""
+        self._check_sae_layer(layer)
+        if not self.token_k:
+            return None
+        self.check_complete()
+        cols: dict[str, list[np.ndarray]] = {}
+        names = {"row": "row", "pos": "pos", "token_id": "token_id",
+                 "indices": f"L{layer}.indices", "values": f"L{layer}.values"}
+        for f in self.chunk_files(TOKEN_DIR):
+            with safe_open(str(f), framework="np") as fh:
+                for name, key in names.items():
+                    cols.setdefault(name, []).append(fh.get_tensor(key))
+        return TokenTopK(**{n: np.concatenate(v) for n, v in cols.items()})
+
+    def feature_space(self, layer: int, kind: str) -> dict[str, Any]:
+        """Identity of a feature matrix from this cache, ``kind`` = "resid.<pool>" or
+        "sae.<stat>": probes record it and refuse matrices from another space."""
+        fields = self.index.get("fingerprint_fields", {})
+        space: dict[str, Any] = {"model": fields.get("model"), "layer": layer, "kind": kind,
+                                 "mask": fields.get("mask"), "skip_first": fields.get("skip_first"),
+                                 "max_length": fields.get("max_length")}
+        if kind.startswith("sae."):
+            latents = self.index["latents"][str(layer)] if layer in self.sae_layers else {}
+            space.update(sae=latents.get("sha256"), n_features=latents.get("width"))
+        else:
+            space["n_features"] = self.d_model
+        return space
 
     def check_complete(self) -> None:
         missing = self.missing_chunks()
@@ -175,11 +280,13 @@ def merge_caches(sources: list[str | Path], out: str | Path) -> Path:
     write_index(out, indexes[0])
     shutil.copyfile(Path(sources[0]) / RECORDS, out / RECORDS)
     fingerprint = indexes[0]["fingerprint"]
+    (out / TOKEN_DIR).mkdir(exist_ok=True)
     for src in sources:
-        for f in sorted((Path(src) / CHUNK_DIR).glob("chunk-*.safetensors")):
-            dst = out / CHUNK_DIR / f.name
-            if chunk_fingerprint(f) == fingerprint and chunk_fingerprint(dst) != fingerprint:
-                with atomic_path(dst) as tmp:
-                    shutil.copyfile(f, tmp)
+        for sub in (TOKEN_DIR, CHUNK_DIR):  # tokens first, as extract writes them
+            for f in sorted((Path(src) / sub).glob("chunk-*.safetensors")):
+                dst = out / sub / f.name
+                if chunk_fingerprint(f) == fingerprint and chunk_fingerprint(dst) != fingerprint:
+                    with atomic_path(dst) as tmp:
+                        shutil.copyfile(f, tmp)
     ActivationCache(out).check_complete()
     return out

@@ -2,11 +2,13 @@
 
 from afscope.sae.base import ARCHITECTURES, SAE, ArchSpec, register_architecture
 from afscope.sae.config import SAEConfig, SAETrainConfig
+from afscope.sae.encode import SAEEncoder, extract_with_sae, sae_encoder
 from afscope.sae.io import CFG_FILE, WEIGHTS_FILE, load_sae, read_sae_config, save_sae
+from afscope.sae.run import run_sae_train
 from afscope.sae.train import evaluate_sae, train_sae
 
 __all__ = [
-    "ARCHITECTURES", "CFG_FILE", "SAE", "WEIGHTS_FILE", "ArchSpec", "SAEConfig", "SAETrainConfig",
-    "evaluate_sae", "load_sae", "read_sae_config", "register_architecture", "save_sae",
-    "train_sae",
+    "ARCHITECTURES", "CFG_FILE", "SAE", "WEIGHTS_FILE", "ArchSpec", "SAEConfig", "SAEEncoder",
+    "SAETrainConfig", "evaluate_sae", "extract_with_sae", "load_sae", "read_sae_config",
+    "register_architecture", "run_sae_train", "sae_encoder", "save_sae", "train_sae",
 ]

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -46,8 +47,25 @@ class SAEConfig(BaseConfig):
 
 
 class SAETrainConfig(BaseConfig):
-    """Train a TopK SAE on cached activations (OpenAI / sparsify recipe, small-scale)."""
+    """Train a TopK SAE on one layer's per-token activations (OpenAI / sparsify recipe).
 
+    ``afscope sae train`` runs ``model`` over ``data`` and collects up to ``max_tokens`` masked
+    tokens of ``layer``; :func:`afscope.sae.train_sae` reads only the optimisation fields.
+    """
+
+    model: str = Field("smollm2-135m-instruct",
+                       description="Embedded model name, local HF folder or hub id.")
+    data: Path | None = Field(None, description="Dataset whose tokens the SAE is trained on.")
+    layer: int | float = Field(0.5, description="Layer: int, negative int or fraction of depth.")
+    out: Path = Field(Path("runs/sae"), description="Run directory; the SAE goes to OUT/sae.")
+    mask: str = Field("all", description="Token mask: all, response, last or last-K.")
+    skip_first: int = Field(1, ge=0, description="Leave out the first N tokens (attention sink).")
+    max_length: int = Field(512, gt=0, description="Truncate inputs to this many tokens.")
+    batch_tokens: int = Field(2048, gt=0, description="Token budget of a forward batch.")
+    max_tokens: int = Field(200_000, gt=0, description="Tokens to collect for training.")
+    dtype: DType = Field("float32", description="Model dtype.")
+    device: str = Field("cpu", description="torch device for the model and the SAE.")
+    label_map: dict[str, int] | None = Field(None, description="Extra label -> 0/1 mapping.")
     d_sae: int = Field(gt=0, description="Number of latents.")
     k: int = Field(32, gt=0, description="Active latents per row.")
     lr: float = Field(1e-3, gt=0, description="Adam learning rate.")

@@ -1,0 +1,49 @@
+"""``afscope sae train|info``: sparse autoencoders in the SAELens folder format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from afscope.cli import console
+from afscope.cli.options import config_command
+from afscope.sae.config import SAETrainConfig
+
+
+@click.group("sae")
+def command() -> None:
+    """Train SAEs on an embedded model's activations; inspect SAELens folders."""
+
+
+@command.command("train")
+@config_command(SAETrainConfig)
+def train(cfg: SAETrainConfig) -> None:
+    """Collect tokens of --layer from --model over --data, train a TopK SAE, save OUT/sae."""
+    from afscope.sae import run_sae_train
+
+    folder, m = run_sae_train(cfg)
+    console.print(
+        f"SAE layer {m['layer']} d_sae={m['d_sae']} k={m['k']} on {m['n_tokens']} tokens: "
+        f"explained variance {m['explained_variance']:.3f}, L0 {m['mean_l0']:.1f}, "
+        f"dead {m['dead_fraction']:.1%}, training {m['tokens_per_s']:,.0f} tokens/s\n{folder}",
+        highlight=False)
+
+
+@command.command("info")
+@click.argument("folder", type=click.Path(path_type=Path))
+def info(folder: Path) -> None:
+    """Print an SAE folder's config, parameter shapes and weights sha256 (as JSON)."""
+    from afscope.fileio import dumps_json, sha256_file
+    from afscope.sae import WEIGHTS_FILE, load_sae
+
+    sae = load_sae(folder)
+    data = {**sae.cfg.to_dict(), "parameters": {n: list(s) for n, s in
+                                                sae.expected_shapes().items()},
+            "sha256": sha256_file(folder / WEIGHTS_FILE)}
+    metrics = folder.parent / "metrics.json"
+    if metrics.is_file():
+        import json
+
+        data["training_metrics"] = json.loads(metrics.read_text(encoding="utf-8"))
+    click.echo(dumps_json(data), nl=False)

@@ -1,0 +1,63 @@
+"""SAEs as latent encoders of the activation cache (``afscope extract --sae DIR``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from afscope.errors import ConfigError
+from afscope.extract import ActivationCache, ExtractConfig, extract
+from afscope.fileio import sha256_file
+from afscope.sae.base import SAE
+from afscope.sae.io import WEIGHTS_FILE, load_sae, read_sae_config
+
+
+class SAEEncoder:
+    """An SAE bound to a layer, in the shape :func:`afscope.extract.extract` asks for.
+
+    ``identity`` (architecture, width, weights sha256) goes into the cache fingerprint, so a cache
+    encoded with other weights is refused; ``source`` (the folder) only names the SAE in messages.
+    """
+
+    def __init__(self, sae: SAE, layer: int, sha256: str | None = None,
+                 source: str | None = None) -> None:
+        self.sae = sae.eval()
+        self.layer = layer
+        self.d_in = sae.cfg.d_in
+        self.width = sae.cfg.d_sae
+        self.source = source or f"SAE for layer {layer}"
+        self._identity: dict[str, Any] = {"architecture": sae.cfg.architecture,
+                                          "d_sae": sae.cfg.d_sae, "sha256": sha256}
+
+    def identity(self) -> dict[str, Any]:
+        return dict(self._identity)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, d_in) -> (N, d_sae)``."""
+        return self.sae.encode(x.to(self.sae.W_enc.device))
+
+
+def sae_encoder(folder: str | Path, layer: int | None = None,
+                device: str | torch.device = "cpu") -> SAEEncoder:
+    """Load an SAE folder as an encoder of ``layer`` (default: the SAE's ``hook_layer``)."""
+    sae = load_sae(folder, device=device)
+    layer = sae.cfg.hook_layer if layer is None else layer
+    if layer is None:
+        raise ConfigError(f"{folder}: cfg.json has no hook_layer; say which layer the SAE reads")
+    return SAEEncoder(sae, int(layer), sha256=sha256_file(Path(folder) / WEIGHTS_FILE),
+                      source=str(folder))
+
+
+def extract_with_sae(cfg: ExtractConfig, **kwargs: Any) -> ActivationCache | None:
+    """:func:`afscope.extract.extract` with the SAEs of ``cfg.sae`` encoded into the cache.
+
+    Each SAE reads the layer in its ``cfg.json`` (``hook_layer``); an SAE without one reads the
+    layer of ``--layers`` when that is a single layer index.
+    """
+    single = cfg.layers[0] if len(cfg.layers) == 1 else None
+    default = single if isinstance(single, int) and single >= 0 else None
+    encoders = [sae_encoder(f, None if read_sae_config(f).hook_layer is not None else default,
+                            device=cfg.device) for f in cfg.sae]
+    return extract(cfg, encoders=encoders, **kwargs)
