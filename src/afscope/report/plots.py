@@ -1,0 +1,190 @@
+"""The report's figures, drawn with matplotlib's Agg canvas straight to PNG bytes.
+
+No pyplot: figures are built from :class:`matplotlib.figure.Figure` so nothing touches the global
+backend or figure registry of the caller. Every figure is drawn under matplotlib's built-in default
+rcParams plus :data:`_RC` (the user's matplotlibrc does not leak in), at a fixed size and dpi, and
+saved without the ``Software`` tag, so the same inputs give the same bytes on every run.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+DPI = 100
+_RC = {
+    "font.family": "DejaVu Sans",  # bundled with matplotlib: same glyphs on every machine
+    "font.size": 9,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "legend.fontsize": 8,
+    "legend.frameon": False,
+    "savefig.dpi": DPI,
+    "figure.dpi": DPI,
+    "path.simplify": False,
+}
+# Fixed colours: the n-th top method gets the same colour in every figure.
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
+BASELINE_COLOR = "#555555"
+FAMILY_COLORS = {"activation": "#1f77b4", "sae": "#9467bd", "baseline": "#888888"}
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One line of a plot: a label, x/y values, a colour and whether it is a text baseline."""
+
+    label: str
+    x: np.ndarray
+    y: np.ndarray
+    color: str
+    baseline: bool = False
+
+
+@contextmanager
+def _figure(width: float, height: float) -> Iterator[Figure]:
+    with matplotlib.rc_context():
+        matplotlib.rcdefaults()
+        matplotlib.rcParams.update(_RC)
+        fig = Figure(figsize=(width, height), dpi=DPI)
+        FigureCanvasAgg(fig)
+        yield fig
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def ladder_plot(labels: Sequence[str], values: Sequence[float], lo: Sequence[float],
+                hi: Sequence[float], families: Sequence[str], dataset: str) -> bytes:
+    """Horizontal AUROC bars (best at the top) with 95% CI whiskers; baselines hatched grey."""
+    n = len(labels)
+    with _figure(7.5, max(2.0, 0.32 * n + 1.0)) as fig:
+        ax = fig.add_subplot()
+        ypos = np.arange(n)[::-1]
+        v = np.asarray(values, dtype=float)
+        err = np.vstack([v - np.asarray(lo, dtype=float), np.asarray(hi, dtype=float) - v])
+        colors = [FAMILY_COLORS.get(f, "#333333") for f in families]
+        bars = ax.barh(ypos, v, xerr=np.clip(err, 0, None), color=colors, height=0.65,
+                       error_kw={"elinewidth": 1, "capsize": 2, "ecolor": "#222222"})
+        for bar, fam in zip(bars, families):
+            if fam == "baseline":
+                bar.set_hatch("///")
+                bar.set_edgecolor("#444444")
+        best_base = [x for x, f in zip(v, families) if f == "baseline"]
+        if best_base:
+            ax.axvline(max(best_base), color=BASELINE_COLOR, linestyle="--", linewidth=1,
+                       label="best text baseline")
+            ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0))
+        ax.axvline(0.5, color="#bbbbbb", linewidth=0.8)
+        ax.set_yticks(ypos, [_short(label, 48) for label in labels])
+        ax.set_xlim(0.0, 1.0)
+        ax.set_xlabel(f"AUROC on {dataset} (95% CI)")
+        ax.grid(axis="y", visible=False)
+        fig.tight_layout()
+        return _png(fig)
+
+
+def roc_plot(curves: Sequence[Curve], dataset: str) -> bytes:
+    """ROC curves of one evaluation set; the chance diagonal dotted."""
+    with _figure(5.2, 4.4) as fig:
+        ax = fig.add_subplot()
+        ax.plot([0, 1], [0, 1], color="#bbbbbb", linestyle=":", linewidth=1)
+        for c in curves:
+            ax.plot(c.x, c.y, color=c.color, linewidth=1.6, drawstyle="steps-post",
+                    linestyle="--" if c.baseline else "-", label=_short(c.label, 60))
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.01)
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate")
+        ax.set_title(f"ROC: {dataset}")
+        ax.legend(loc="lower right")
+        fig.tight_layout()
+        return _png(fig)
+
+
+def score_distribution_plot(groups: Sequence[tuple[str, np.ndarray, bool]], threshold: float,
+                            title: str) -> bytes:
+    """Score spread per (dataset, fine category): box + jittered points, positives in red.
+
+    ``groups`` holds ``(label, scores, positive)``. Jitter uses a fixed seed so it is repeatable.
+    """
+    n = len(groups)
+    rng = np.random.default_rng(0)
+    with _figure(6.2, max(2.4, 0.36 * n + 1.2)) as fig:
+        ax = fig.add_subplot()
+        ypos = np.arange(n)[::-1]
+        data = [np.asarray(g[1], dtype=float) for g in groups]
+        ax.boxplot(data, positions=ypos, vert=False, widths=0.6, showfliers=False,
+                   medianprops={"color": "#222222"}, boxprops={"color": "#666666"},
+                   whiskerprops={"color": "#666666"}, capprops={"color": "#666666"})
+        for y, (_, scores, positive) in zip(ypos, groups):
+            s = np.asarray(scores, dtype=float)
+            jitter = rng.uniform(-0.22, 0.22, size=s.size)
+            ax.scatter(s, y + jitter, s=5, alpha=0.45, linewidths=0,
+                       color="#d62728" if positive else "#1f77b4")
+        ax.axvline(threshold, color="#222222", linestyle="--", linewidth=1)
+        ax.set_yticks(ypos, [_short(f"{g[0]} (n={len(g[1])})", 48) for g in groups])
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_xlabel(f"P(alignment faking); dashed: threshold {threshold:g}; red: AF")
+        ax.set_title(_short(title, 80))
+        ax.grid(axis="y", visible=False)
+        fig.tight_layout()
+        return _png(fig)
+
+
+def sweep_plot(x: Sequence[float], cv: Sequence[float], cv_std: Sequence[float],
+               test: Sequence[float | None], param: str, title: str) -> bytes:
+    """CV AUROC (band = +-1 std) and test AUROC against the swept parameter, log x."""
+    xs = np.asarray(x, dtype=float)
+    order = np.argsort(xs, kind="stable")
+    xs = xs[order]
+    cvs = np.asarray(cv, dtype=float)[order]
+    std = np.asarray(cv_std, dtype=float)[order]
+    tests = np.asarray([np.nan if t is None else t for t in test], dtype=float)[order]
+    with _figure(6.0, 3.8) as fig:
+        ax = fig.add_subplot()
+        ax.fill_between(xs, cvs - std, cvs + std, color=PALETTE[0], alpha=0.15, linewidth=0)
+        ax.plot(xs, cvs, marker="o", markersize=4, color=PALETTE[0], label="cross-validated AUROC")
+        if np.isfinite(tests).any():
+            ax.plot(xs, tests, marker="s", markersize=4, color=PALETTE[1], label="test AUROC")
+        ax.set_xscale("log")
+        ax.set_xlabel("number of features" if param == "n_features" else "C (inverse regularization)")
+        ax.set_ylabel("AUROC")
+        ax.set_title(_short(title, 80))
+        ax.legend(loc="lower right")
+        fig.tight_layout()
+        return _png(fig)
+
+
+def calibration_plot(curves: Sequence[Curve], dataset: str) -> bytes:
+    """Reliability diagram: observed AF fraction per bin of predicted probability."""
+    with _figure(5.2, 4.4) as fig:
+        ax = fig.add_subplot()
+        ax.plot([0, 1], [0, 1], color="#bbbbbb", linestyle=":", linewidth=1, label="perfect")
+        for c in curves:
+            ax.plot(c.x, c.y, marker="o", markersize=4, color=c.color,
+                    linestyle="--" if c.baseline else "-", label=_short(c.label, 60))
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.01)
+        ax.set_xlabel("mean predicted probability")
+        ax.set_ylabel("fraction alignment faking")
+        ax.set_title(f"calibration: {dataset}")
+        ax.legend(loc="upper left")
+        fig.tight_layout()
+        return _png(fig)
+
+
+def _short(text: str, n: int) -> str:
+    """Long method ids would squeeze the axes; keep their tail, which names the estimator."""
+    return text if len(text) <= n else "…" + text[-(n - 1):]

@@ -1,0 +1,308 @@
+"""The run results the report reads: ``results.json`` and ``scores.jsonl``, validated.
+
+The models mirror the contract written by the study/demo runs (``kind: "afscope_results"``,
+``format_version: 1``). Unknown keys are refused, so a writer and this reader that drift apart fail
+loudly with the file and field named, instead of a report that silently leaves something out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from afscope.errors import ArtifactError
+
+RESULTS_FILE = "results.json"
+SCORES_FILE = "scores.jsonl"
+MANIFEST_FILE = "manifest.json"
+RESULTS_KIND = "afscope_results"
+FORMAT_VERSION = 1
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CI(_Model):
+    """A metric with its 95% seeded-bootstrap interval."""
+
+    value: float
+    lo: float
+    hi: float
+
+
+class DatasetInfo(_Model):
+    name: str
+    role: Literal["train", "test", "ood"]
+    n: int = Field(ge=0)
+    n_pos: int = Field(ge=0)
+    n_neg: int = Field(ge=0)
+    counts: dict[str, int] = {}
+    path: str = ""
+
+    @property
+    def single_class(self) -> bool:
+        return self.n_pos == 0 or self.n_neg == 0
+
+
+class CVScore(_Model):
+    auroc_mean: float
+    auroc_std: float
+
+
+class MethodInfo(_Model):
+    id: str
+    family: Literal["activation", "sae", "baseline"]
+    model: str | None = None
+    layer: int | None = None
+    features: str
+    estimator: str
+    params: dict[str, Any] = {}
+    n_features: int = Field(ge=0)
+    n_nonzero: int = Field(ge=0)
+    cv: CVScore | None = None
+    artifact: str | None = None
+
+
+class Metrics(_Model):
+    auroc: CI | None = None
+    accuracy: CI
+    tpr_at_1fpr: CI | None = None
+    tpr_at_5fpr: CI | None = None
+    detection_rate: CI | None = None
+    false_positive_rate: CI | None = None
+    mean_score: float
+    brier: float
+    ece: float
+
+
+class CategoryMetrics(_Model):
+    n: int = Field(ge=0)
+    flag_rate: float
+    auroc_vs_pos: CI | None = None
+
+
+class Calibration(_Model):
+    bin_edges: list[float]
+    mean_pred: list[float | None]
+    frac_pos: list[float | None]
+    count: list[int]
+
+    @model_validator(mode="after")
+    def _lengths(self) -> Calibration:
+        n = len(self.count)
+        if len(self.mean_pred) != n or len(self.frac_pos) != n or len(self.bin_edges) not in (n, n + 1):
+            raise ValueError(f"calibration arrays disagree in length: bin_edges "
+                             f"{len(self.bin_edges)}, mean_pred {len(self.mean_pred)}, frac_pos "
+                             f"{len(self.frac_pos)}, count {n}")
+        return self
+
+
+class Evaluation(_Model):
+    method: str
+    dataset: str
+    role: Literal["test", "ood"]
+    n: int = Field(ge=0)
+    n_pos: int = Field(ge=0)
+    metrics: Metrics
+    per_category: dict[str, CategoryMetrics] = {}
+    calibration: Calibration | None = None
+
+    @property
+    def single_class(self) -> bool:
+        return self.n_pos == 0 or self.n_pos == self.n
+
+
+class SweepPoint(_Model):
+    n_features: int
+    C: float
+    cv_auroc: float
+    cv_std: float
+    test_auroc: float | None = None
+    n_nonzero: int
+
+
+class Sweep(_Model):
+    method: str
+    param: Literal["n_features", "C"]
+    points: list[SweepPoint]
+
+
+class SAEInfo(_Model):
+    model: str
+    layer: int
+    d_sae: int
+    k: int
+    explained_variance: float
+    mean_l0: float
+    dead_fraction: float
+    tokens_per_s: float
+    path: str = ""
+
+
+class FeatureExample(_Model):
+    id: str
+    label: int
+    category: str
+    activation: float
+    tokens: list[tuple[str, float]]
+
+
+class FeatureInfo(_Model):
+    model: str
+    layer: int
+    feature: int
+    selectivity: float
+    auroc: float
+    description: str | None = None
+    relevance: int | None = None
+    category: Literal["known", "discovery", "unrelated"] | None = None
+    detection_bal_acc: float | None = None
+    theme: str | None = None
+    examples: list[FeatureExample] = []
+
+
+class Results(_Model):
+    """The whole ``results.json`` of a run."""
+
+    kind: Literal["afscope_results"]
+    format_version: int
+    title: str
+    created: str
+    datasets: list[DatasetInfo]
+    methods: list[MethodInfo]
+    evaluations: list[Evaluation]
+    sweeps: list[Sweep] = []
+    sae: list[SAEInfo] = []
+    features: list[FeatureInfo] = []
+    verdicts: list[str] = []
+
+    @model_validator(mode="after")
+    def _references(self) -> Results:
+        # Cross-references are checked here so the renderer can index without guarding.
+        for field, items in (("datasets", [d.name for d in self.datasets]),
+                             ("methods", [m.id for m in self.methods])):
+            seen: set[str] = set()
+            for i, name in enumerate(items):
+                if name in seen:
+                    raise ValueError(f"{field}.{i}: duplicate name {name!r}")
+                seen.add(name)
+        methods = {m.id for m in self.methods}
+        datasets = {d.name for d in self.datasets}
+        pairs: set[tuple[str, str]] = set()
+        for i, ev in enumerate(self.evaluations):
+            if ev.method not in methods:
+                raise ValueError(f"evaluations.{i}.method: {ev.method!r} is not in methods")
+            if ev.dataset not in datasets:
+                raise ValueError(f"evaluations.{i}.dataset: {ev.dataset!r} is not in datasets")
+            if (ev.method, ev.dataset) in pairs:
+                raise ValueError(f"evaluations.{i}: second evaluation of {ev.method!r} on "
+                                 f"{ev.dataset!r}")
+            pairs.add((ev.method, ev.dataset))
+        for i, sw in enumerate(self.sweeps):
+            if sw.method not in methods:
+                raise ValueError(f"sweeps.{i}.method: {sw.method!r} is not in methods")
+        return self
+
+
+class ScoreRow(_Model):
+    """One line of ``scores.jsonl``: the per-sample probabilities of one evaluation."""
+
+    method: str
+    dataset: str
+    scores: list[float]
+    labels: list[Literal[0, 1]]
+    categories: list[str]
+
+    @model_validator(mode="after")
+    def _lengths(self) -> ScoreRow:
+        if not len(self.scores) == len(self.labels) == len(self.categories):
+            raise ValueError(f"scores ({len(self.scores)}), labels ({len(self.labels)}) and "
+                             f"categories ({len(self.categories)}) differ in length")
+        return self
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: does not match the afscope results schema"]
+    for e in err.errors()[:10]:
+        loc = ".".join(str(x) for x in e["loc"])
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        msg = msg.removeprefix("Value error, ")  # our cross-field checks name their fields
+        lines.append(f"  field {loc!r}: {msg}" if loc else f"  {msg}")
+    if len(err.errors()) > 10:
+        lines.append(f"  ... and {len(err.errors()) - 10} more")
+    return "\n".join(lines)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: not found (is this a run directory with results?)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"{path}: cannot read: {e}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ArtifactError(f"{path}: not valid JSON: {e}") from None
+
+
+def load_results(run_dir: str | Path) -> Results:
+    """Read and validate ``RUN_DIR/results.json``; any problem is an :class:`ArtifactError`."""
+    path = Path(run_dir) / RESULTS_FILE
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    if data.get("kind") != RESULTS_KIND:
+        raise ArtifactError(f"{path}: field 'kind': expected {RESULTS_KIND!r}, "
+                            f"got {data.get('kind')!r}")
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ArtifactError(f"{path}: field 'format_version': this afscope reads version "
+                            f"{FORMAT_VERSION}, got {version!r}")
+    try:
+        return Results.model_validate(data)
+    except ValidationError as e:
+        raise ArtifactError(_format_error(e, str(path))) from None
+
+
+def load_scores(run_dir: str | Path, results: Results) -> dict[tuple[str, str], ScoreRow]:
+    """Read ``RUN_DIR/scores.jsonl`` keyed by ``(method, dataset)``; empty if the file is absent.
+
+    Each line must belong to an evaluation of ``results`` and agree with its ``n``.
+    """
+    path = Path(run_dir) / SCORES_FILE
+    if not path.exists():
+        return {}
+    evals = {(e.method, e.dataset): e for e in results.evaluations}
+    out: dict[tuple[str, str], ScoreRow] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"{path}: cannot read: {e}") from None
+    for i, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path}: line {i}"
+        try:
+            row = ScoreRow.model_validate_json(line)
+        except ValidationError as e:
+            raise ArtifactError(_format_error(e, where)) from None
+        key = (row.method, row.dataset)
+        ev = evals.get(key)
+        if ev is None:
+            raise ArtifactError(f"{where}: fields 'method'/'dataset': ({row.method!r}, "
+                                f"{row.dataset!r}) has no evaluation in {RESULTS_FILE}")
+        if len(row.scores) != ev.n:
+            raise ArtifactError(f"{where}: field 'scores': {len(row.scores)} scores, but the "
+                                f"evaluation in {RESULTS_FILE} has n={ev.n}")
+        if any(not math.isfinite(s) for s in row.scores):
+            raise ArtifactError(f"{where}: field 'scores': contains NaN or infinity")
+        if key in out:
+            raise ArtifactError(f"{where}: second line for ({row.method!r}, {row.dataset!r})")
+        out[key] = row
+    return out
