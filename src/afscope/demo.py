@@ -1,22 +1,22 @@
 """``afscope demo``: the main job on the embedded defaults, in minutes on a 2-core CPU.
 
-synthetic corpus -> stratified split (minimal pairs kept together) -> activation cache on an
-embedded model -> a short summary (corpus, keyword-scorer AUROCs, extraction speed, and how well a
-difference-of-means direction per layer separates AF from the negatives on the held-out split).
-Later components (SAE, probes, report, behaviour lab, explainer) extend this pipeline.
+synthetic corpus (train file) + a fresh synthetic sample (second evaluation set) -> the study
+pipeline of :mod:`afscope.study`: stratified split (minimal pairs kept together), text baselines,
+a TopK SAE per layer trained on the train split's tokens, activation caches with SAE latents,
+probes on every layer x pooling and on the SAE features, a feature-count sweep, a few features
+described by the embedded instruct model -> the HTML report. Later components (behaviour lab,
+explainer) extend this pipeline.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import numpy as np
 from pydantic import Field
 
 from afscope.config import BaseConfig
-from afscope.fileio import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -25,105 +25,64 @@ class DemoConfig(BaseConfig):
     """Config of ``afscope demo``."""
 
     model: Literal["smollm2-135m-instruct", "gemma-3-270m"] = Field(
-        "smollm2-135m-instruct", description="Embedded model to extract from.")
-    n: int = Field(240, gt=20, description="Synthetic records to generate.")
-    seed: int = Field(0, description="Seed of the corpus and the split.")
-    layers: list[int | float] = Field([0.25, 0.5, 0.75], description="Layers to cache.")
+        "smollm2-135m-instruct", description="Embedded model to probe.")
+    n: int = Field(240, gt=20, description="Synthetic records to generate (train file).")
+    n_eval: int = Field(80, ge=0, description="Records of the fresh synthetic evaluation set.")
+    seed: int = Field(0, description="Seed of the corpus, split, SAE, probes and bootstrap.")
+    layers: list[int | float] = Field([0.25, 0.5, 0.75], description="Layers to probe.")
     pool: list[Literal["max", "mean", "last"]] = Field(["max", "mean"], description="Poolings.")
     max_length: int = Field(512, gt=0, description="Truncate traces to this many tokens.")
     skip_first: int = Field(1, ge=0, description=(
         "Leave the first N tokens out of pooling (position 0 is an attention sink)."))
+    d_sae: int = Field(1024, gt=0, description="Latents of each demo SAE (0.5x-2x d_model is "
+                       "enough for a few hundred traces).")
+    sae_tokens: int = Field(30_000, gt=0, description="Tokens each SAE is trained on.")
+    describe: int = Field(3, ge=0, description=(
+        "SAE features described, classified and scored by the embedded instruct model "
+        "(0 = skip autointerp)."))
     out: Path | None = Field(None, description="Run directory (default runs/demo-<time>).")
 
 
-def _auroc(y: np.ndarray, s: np.ndarray) -> float | None:
-    from sklearn.metrics import roc_auc_score
+def study_config(cfg: DemoConfig, out: Path) -> object:
+    """The :class:`~afscope.study.StudyConfig` the demo runs (inputs written under ``out``)."""
+    from afscope.data import Dataset
+    from afscope.data.synth import generate_corpus
+    from afscope.features.config import AutointerpConfig
+    from afscope.study import StudyConfig
 
-    return float(roc_auc_score(y, s)) if len(set(y.tolist())) == 2 else None
-
-
-def direction_aurocs(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
-                     y_test: np.ndarray, cat_test: np.ndarray) -> dict[str, float | None]:
-    """AUROC on held-out rows of the difference-of-means direction fitted on train rows.
-
-    Reported for AF vs all negatives and AF vs hard negatives only: the comparison the
-    vocabulary confound is about.
-    """
-    w = x_train[y_train == 1].mean(0) - x_train[y_train == 0].mean(0)
-    scores = x_test @ w
-    hard = np.isin(cat_test, ["hard_negative", "compliant_hard_negative"]) | (y_test == 1)
-    return {"af_vs_all": _auroc(y_test, scores),
-            "af_vs_hard_negative": _auroc(y_test[hard], scores[hard])}
-
-
-def _markdown(summary: dict[str, Any]) -> str:
-    lines = [f"# afscope demo: {summary['model']}", "",
-             f"Run directory: `{summary['run_dir']}`", "", "## Synthetic corpus", ""]
-    lines += [f"- {k}: {v}" for k, v in summary["corpus"]["counts"].items()]
-    lines += ["", "Keyword-counter AUROC (training/RLHF word count as the AF score):", ""]
-    lines += [f"- {k}: {v:.3f}" for k, v in summary["corpus"]["keyword_auroc"].items()]
-    ex = summary["extract"]
-    lines += ["", "## Activation cache", "",
-              f"{ex['records']} records, {ex['tokens']} tokens, {ex['tokens_per_s']} tokens/s, "
-              f"layers {ex['layers']}, d={ex['d_model']}", "",
-              "## Difference-of-means direction, held-out AUROC", "",
-              "| layer | pool | AF vs all | AF vs hard negatives |", "|---|---|---|---|"]
-    for row in summary["directions"]:
-        lines.append(f"| {row['layer']} | {row['pool']} | {row['af_vs_all']:.3f} | "
-                     f"{row['af_vs_hard_negative']:.3f} |")
-    return "\n".join(lines) + "\n"
+    inputs = out / "inputs"
+    train = Dataset.from_records(generate_corpus(cfg.n, cfg.seed), name="synth")
+    train.to_jsonl(inputs / "synth.jsonl")
+    ood = []
+    if cfg.n_eval:
+        fresh = Dataset.from_records(generate_corpus(cfg.n_eval, cfg.seed + 1), name="fresh")
+        fresh.to_jsonl(inputs / "synth_fresh.jsonl")
+        ood.append({"name": "synth_fresh", "data": inputs / "synth_fresh.jsonl"})
+    autointerp = None
+    if cfg.describe:
+        autointerp = AutointerpConfig(top=cfg.describe, min_active=3, n_top=3, n_zero=3,
+                                      n_score_pos=3, n_score_neg=3, max_chars=600,
+                                      embedder="tfidf", seed=cfg.seed)
+    return StudyConfig.model_validate({
+        "title": f"afscope demo: {cfg.model} on the synthetic corpus", "out": out,
+        "seed": cfg.seed,
+        "train": {"data": inputs / "synth.jsonl", "test_fraction": 0.3, "group_by": "pair_id"},
+        "ood": ood,
+        "models": [{"name": cfg.model, "layers": cfg.layers, "pools": cfg.pool,
+                    "sae": {"d_sae": cfg.d_sae, "k": 16, "max_tokens": cfg.sae_tokens,
+                            "epochs": 5, "token_topk": 8}}],
+        "extract": {"max_length": cfg.max_length, "skip_first": cfg.skip_first},
+        "sweep": {"n_features": [5, 10, 20, 50, 100, 200], "folds": 5},
+        "autointerp": autointerp,
+        "n_boot": 500,
+    })
 
 
 def run_demo(cfg: DemoConfig) -> Path:
-    """Run the demo; returns the path of its summary (``summary.md``)."""
-    from afscope.data import Dataset, stratified_split
-    from afscope.data.synth import generate_corpus, keyword_auroc_report
-    from afscope.extract import ExtractConfig, extract
-    from afscope.models import load_model
-    from afscope.runs import default_run_dir, start_run
+    """Run the demo; returns the path of its HTML report."""
+    from afscope.runs import default_run_dir
+    from afscope.study import run_study
 
     out = cfg.out or default_run_dir("demo")
-    with start_run("demo", cfg.to_dict(), out) as run:
-        with run.timer("synth"):
-            records = generate_corpus(cfg.n, cfg.seed)
-            corpus = Dataset.from_records(records, name="synth")
-            corpus.to_jsonl(out / "data" / "synth.jsonl")
-        splits = stratified_split(corpus, {"train": 0.7, "test": 0.3}, seed=cfg.seed,
-                                  group_by="pair_id")
-        for name, part in splits.items():
-            part.to_jsonl(out / "data" / f"{name}.jsonl")
-        run.add_dataset("synth", corpus.info())
-        with run.timer("load_model"):
-            lm = load_model(cfg.model)
-        run.add_model("model", lm.info.to_dict())
-        caches = {}
-        for name, part in splits.items():
-            with run.timer(f"extract_{name}"):
-                caches[name] = extract(ExtractConfig(
-                    model=cfg.model, data=out / "data" / f"{name}.jsonl",
-                    out=out / f"cache_{name}", layers=cfg.layers, pool=cfg.pool,
-                    max_length=cfg.max_length, skip_first=cfg.skip_first, seed=cfg.seed),
-                    lm=lm, dataset=part)
-        train, test = caches["train"], caches["test"]
-        cat_test = np.array([r["category"] for r in test.records()])
-        directions = []
-        for layer in train.layers:
-            for pool in train.pools:
-                directions.append({"layer": layer, "pool": pool, **direction_aurocs(
-                    train.get(layer, pool), train.labels, test.get(layer, pool), test.labels,
-                    cat_test)})
-        tokens = int(train.n_tokens().sum() + test.n_tokens().sum())
-        secs = run.manifest["timings_s"]["extract_train"] + run.manifest["timings_s"]["extract_test"]
-        summary = {
-            "model": cfg.model, "run_dir": str(out),
-            "corpus": {"counts": corpus.counts(), "keyword_auroc": keyword_auroc_report(records)},
-            "splits": {k: len(v) for k, v in splits.items()},
-            "extract": {"records": len(corpus), "tokens": tokens,
-                        "tokens_per_s": round(tokens / secs, 1), "layers": train.layers,
-                        "d_model": train.d_model},
-            "directions": directions,
-        }
-        atomic_write_json(out / "summary.json", summary)
-        atomic_write_text(out / "summary.md", _markdown(summary))
-        run.add_output("summary", "summary.md")
-    return out / "summary.md"
+    run_study(study_config(cfg, out))
+    return out / "report" / "index.html"

@@ -70,6 +70,11 @@ def _compile(terms: Iterable[str]) -> re.Pattern[str]:
 _PATTERN: re.Pattern[str] = _compile(KEYWORDS)
 
 
+def keyword_matches(text: str) -> list[str]:
+    """The keyword occurrences in ``text``, each matched once for the longest keyword it spells."""
+    return _PATTERN.findall(text)
+
+
 def keyword_count(text: str) -> int:
     """Number of training/RLHF/monitoring keyword occurrences in ``text`` (non-overlapping)."""
     return len(_PATTERN.findall(text))

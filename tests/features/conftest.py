@@ -1,0 +1,16 @@
+"""Fixtures of the features tests (helpers live in ``feat_helpers``)."""
+
+from __future__ import annotations
+
+import pytest
+from feat_helpers import ScriptedBackend, make_toy, oracle_reply
+
+
+@pytest.fixture
+def toy():
+    return make_toy()
+
+
+@pytest.fixture
+def oracle() -> ScriptedBackend:
+    return ScriptedBackend(oracle_reply)
