@@ -246,6 +246,7 @@ def _selected(folder: Path) -> list[int]:
 def run_study(cfg: StudyConfig) -> Path:
     """Run the whole study into ``cfg.out``; returns the run directory."""
     out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)  # a failure keeps the caches: a rerun resumes them
     with start_run("study", cfg.to_dict(), out) as run:
         with run.timer("data"):
             data = prepare_data(cfg, out)
