@@ -48,9 +48,9 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
 
 
 def _register() -> None:
-    from afscope.cli import data, demo, extract, features, models, report, sae, study
+    from afscope.cli import data, demo, extract, features, models, probe, report, sae, study
 
-    for mod in (data, models, extract, sae, features, study, report, demo):
+    for mod in (data, models, extract, sae, probe, features, study, report, demo):
         main.add_command(mod.command)
 
 

@@ -9,6 +9,7 @@ Probing" section tried against distribution shift.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
@@ -64,3 +65,43 @@ class ProbeConfig(BaseConfig):
         params = self.model_dump()
         params.pop("method")
         return params
+
+
+class _MatrixFields(BaseConfig):
+    cache: Path = Field(description="Activation cache directory (afscope extract --out).")
+    layer: int = Field(description="Layer index as stored in the cache.")
+    features: str = Field("resid.mean", description=(
+        "Feature matrix: resid.<max|mean|last> (pooled residual stream) or sae.<max|mean> "
+        "(SAE latents; extract with --sae)."))
+
+
+class ProbeTrainConfig(_MatrixFields, ProbeConfig):
+    """``afscope probe train``: fit one probe on a cache, report its CV AUROC, save it."""
+
+    out: Path = Field(Path("runs/probe"), description="Run directory; the probe goes to OUT/probe.")
+    cv_folds: int = Field(5, ge=0, description="Folds of the reported CV AUROC (0 = skip).")
+
+
+class ProbeEvalConfig(BaseConfig):
+    """``afscope probe eval``: score held-out and OOD caches with a saved probe, with CIs."""
+
+    probe: Path = Field(description="Probe folder (afscope probe train: OUT/probe).")
+    caches: list[str] = Field(description=(
+        "Caches to evaluate, DIR or NAME=DIR, comma-separated; each must hold the probe's layer "
+        "and features from the same model, SAE and extraction settings."))
+    out: Path = Field(Path("runs/probe-eval"), description="Run directory (eval.json).")
+    n_boot: int = Field(1000, ge=0, description="Bootstrap resamples per CI.")
+    seed: int = Field(0, description="Seed of the bootstrap.")
+
+
+class ProbeSweepConfig(_MatrixFields, ProbeConfig):
+    """``afscope probe sweep``: CV (and test) AUROC over feature counts x C (seed 001's check)."""
+
+    n_feature_counts: list[int] = Field([10, 20, 50, 100, 200, 500, 1000], description=(
+        "Feature counts (top-n by --select-by, ranked on each training fold); all features are "
+        "always added."))
+    cs: list[float] = Field([0.01, 0.1, 1.0], description="Inverse regularization strengths (C).")
+    folds: int = Field(5, ge=2, description="CV folds.")
+    test_cache: Path | None = Field(None, description="Held-out cache for test AUROC per point.")
+    out: Path = Field(Path("runs/probe-sweep"), description="Run directory (sweep.json).")
+    n_jobs: int = Field(1, description="Parallel folds (joblib; -1 = all cores).")
