@@ -60,7 +60,10 @@ def study_config(cfg: DemoConfig, out: Path) -> object:
         ood.append({"name": "synth_fresh", "data": inputs / "synth_fresh.jsonl"})
     autointerp = None
     if cfg.describe:
-        autointerp = AutointerpConfig(top=cfg.describe, min_active=3, n_top=3, n_zero=3,
+        # small dense SAEs fire on most samples, so seed 001's selectivity cut (0.3) keeps few
+        # features: rank by AUROC instead and keep the ones that fire more on AF at all
+        autointerp = AutointerpConfig(top=cfg.describe, min_selectivity=0.02, sort_by="auroc",
+                                      min_active=3, n_top=3, n_zero=3,
                                       n_score_pos=3, n_score_neg=3, max_chars=600,
                                       embedder="tfidf", seed=cfg.seed)
     return StudyConfig.model_validate({

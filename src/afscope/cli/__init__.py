@@ -48,7 +48,17 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
 
 
 def _register() -> None:
-    from afscope.cli import data, demo, extract, features, models, probe, report, sae, study
+    from afscope.cli import (
+        data,
+        demo,
+        extract,
+        features,
+        models,
+        probe,
+        report,
+        sae,
+        study,
+    )
 
     for mod in (data, models, extract, sae, probe, features, study, report, demo):
         main.add_command(mod.command)

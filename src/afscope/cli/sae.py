@@ -33,14 +33,18 @@ def train(cfg: SAETrainConfig) -> None:
 @command.command("info")
 @click.argument("folder", type=click.Path(path_type=Path))
 def info(folder: Path) -> None:
-    """Print an SAE folder's config, parameter shapes and weights sha256 (as JSON)."""
-    from afscope.fileio import dumps_json, sha256_file
-    from afscope.sae import WEIGHTS_FILE, load_sae
+    """Print an SAE's config, parameter shapes and weights sha256 (as JSON).
 
-    sae = load_sae(folder)
-    data = {**sae.cfg.to_dict(), "parameters": {n: list(s) for n, s in
-                                                sae.expected_shapes().items()},
-            "sha256": sha256_file(folder / WEIGHTS_FILE)}
+    FOLDER is an SAELens folder, or a release/sae_id such as
+    gemma-scope-2-27b-it-res/layer_40_width_16k_l0_medium where the hub is reachable.
+    """
+    from afscope.fileio import dumps_json
+    from afscope.sae import sae_encoder
+
+    enc = sae_encoder(folder, default_layer=-1)
+    data = {**enc.sae.cfg.to_dict(), "parameters": {n: list(s) for n, s in
+                                                    enc.sae.expected_shapes().items()},
+            "sha256": enc.identity()["sha256"]}
     metrics = folder.parent / "metrics.json"
     if metrics.is_file():
         import json

@@ -210,6 +210,12 @@ def run_autointerp(
     y = np.asarray(y)
     table = step_select(X, y, out, cfg)
     feats = table.feature.tolist()
+    if not feats:
+        logger.warning("autointerp: no feature passes selectivity >= %s with >= %d active "
+                       "samples; nothing to describe", cfg.min_selectivity, cfg.min_active)
+        if stats is not None:
+            stats.update({"select": {"candidates": 0}})
+        return collect_features(out, model=model, layer=layer)
     peaks = TokenPeaks(token_topk, feats) if token_topk is not None and feats else None
     cols = FeatureColumns(X)
     counts: dict[str, dict[str, Any]] = {"select": {"candidates": len(feats)}}

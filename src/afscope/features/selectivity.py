@@ -1,10 +1,9 @@
 """Per-feature statistics that decide which features are worth describing.
 
-Selectivity is seed 001's filter: ``(pos_mean - neg_mean) / (pos_mean + neg_mean)`` over samples
-labelled alignment faking (``y == 1``) versus the rest; it is meant for non-negative activations
-(SAE features) and is 0 where both means are 0. AUROC is rank-based (Mann-Whitney U with midranks
-for ties) and computed for all columns at once: on a CSR matrix the implicit zeros of a column form
-one tied block, so only the stored values are ever sorted and nothing is densified.
+Selectivity is seed 001's filter, ``(pos_mean - neg_mean) / (pos_mean + neg_mean)`` over samples
+labelled alignment faking (``y == 1``) versus the rest (absolute means in the denominator, which
+only matters for signed features), and AUROC is rank-based with ties counted half; both come from :mod:`afscope.probe.select` (one implementation for probes and features,
+sparse matrices never densified) and are re-exported here.
 """
 
 from __future__ import annotations
@@ -16,94 +15,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from afscope.errors import DataError
+from afscope.probe.checks import Matrix, check_labels, check_matrix
+from afscope.probe.select import class_means, feature_auroc, selectivity
 
-Matrix = Any  # np.ndarray (n, d) or scipy.sparse matrix (n, d)
 SortBy = Literal["selectivity", "auroc"]
-
-
-def _check(X: Matrix, y: np.ndarray) -> tuple[Matrix, np.ndarray]:
-    y = np.asarray(y)
-    if y.ndim != 1 or X.ndim != 2 or X.shape[0] != y.shape[0]:
-        raise DataError(f"features: X has shape {X.shape} but y has shape {y.shape}; expected "
-                        "(n, d) and (n,)")
-    if not np.isin(y, (0, 1)).all():
-        raise DataError("features: labels y must be 0 or 1")
-    if sp.issparse(X):
-        X = sp.csr_matrix(X, dtype=np.float64)
-        values = X.data
-    else:
-        X = np.asarray(X, dtype=np.float64)
-        values = X
-    if not np.isfinite(values).all():
-        raise DataError("features: X holds NaN or infinite activations")
-    return X, y.astype(np.int64)
-
-
-def _col_means(X: Matrix, mask: np.ndarray) -> np.ndarray:
-    if not mask.any():
-        return np.zeros(X.shape[1])
-    return np.asarray(X[mask].mean(axis=0)).ravel()
-
-
-def selectivity(pos_mean: np.ndarray, neg_mean: np.ndarray) -> np.ndarray:
-    """``(pos - neg) / (pos + neg)`` elementwise, 0 where the denominator is 0."""
-    num = pos_mean - neg_mean
-    den = pos_mean + neg_mean
-    out = np.zeros_like(num, dtype=np.float64)
-    np.divide(num, den, out=out, where=den != 0)
-    return out
-
-
-def _sparse_positive_rank_sums(X: sp.csr_matrix, y: np.ndarray) -> np.ndarray:
-    """Sum of the (mid)ranks of the positive samples in every column, ``(d,)``.
-
-    Per column, values sort as: negatives < the block of zeros (implicit or stored) < positives.
-    """
-    n, d = X.shape
-    C = X.tocsc()
-    C.eliminate_zeros()
-    counts = np.diff(C.indptr)                       # (d,) nonzeros per column
-    col = np.repeat(np.arange(d), counts)            # column of each stored value
-    order = np.lexsort((C.data, col))                # by column, then value
-    vals, cols, rows = C.data[order], col[order], C.indices[order]
-    pos_in_col = np.arange(vals.size) - C.indptr[cols]  # 0-based position among stored values
-    # Runs of equal (column, value): every member gets the mean position of its run.
-    new_run = np.ones(vals.size, dtype=bool)
-    new_run[1:] = (cols[1:] != cols[:-1]) | (vals[1:] != vals[:-1])
-    run_id = np.cumsum(new_run) - 1
-    run_start = pos_in_col[new_run]
-    run_len = np.bincount(run_id)
-    mid = run_start[run_id] + (run_len[run_id] - 1) / 2.0 + 1.0  # 1-based midrank among stored
-    n_zero = n - counts                               # (d,)
-    n_below = np.bincount(cols[vals < 0], minlength=d)  # stored negatives sit below the zeros
-    rank = np.where(vals > 0, mid + n_zero[cols], mid)
-    is_pos = y[rows] == 1
-    sums = np.bincount(cols[is_pos], weights=rank[is_pos], minlength=d)
-    pos_stored = np.bincount(cols[is_pos], minlength=d)
-    zero_pos = int(y.sum()) - pos_stored
-    zero_mid = n_below + (n_zero + 1) / 2.0
-    return sums + zero_pos * zero_mid
-
-
-def feature_auroc(X: Matrix, y: np.ndarray) -> np.ndarray:
-    """AUROC of every column as a score for ``y``, ``(d,)`` float64 (0.5 = uninformative).
-
-    Ties count one half (midranks). A column that is constant gives exactly 0.5. Raises
-    :class:`DataError` unless ``y`` holds both classes.
-    """
-    X, y = _check(X, y)
-    n_pos = int(y.sum())
-    n_neg = y.size - n_pos
-    if n_pos == 0 or n_neg == 0:
-        raise DataError(f"features: AUROC needs both classes; got {n_pos} positive and {n_neg} "
-                        "negative samples")
-    if sp.issparse(X):
-        rank_sum = _sparse_positive_rank_sums(X, y)
-    else:
-        from scipy.stats import rankdata
-
-        rank_sum = rankdata(X, axis=0)[y == 1].sum(axis=0)
-    return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
 
 
 @dataclass(frozen=True)
@@ -139,8 +54,9 @@ class FeatureTable:
 
 def feature_stats(X: Matrix, y: np.ndarray) -> FeatureTable:
     """Selectivity, AUROC, class means and active fraction of every column of ``X`` ``(n, d)``."""
-    X, y = _check(X, y)
-    pos_mean, neg_mean = _col_means(X, y == 1), _col_means(X, y == 0)
+    X = check_matrix(X, name="features: X")
+    y = check_labels(y, X.shape[0], name="features: y", both_classes=False)
+    pos_mean, neg_mean = class_means(X, y)
     if sp.issparse(X):
         nz = X.data != 0
         n_active = np.bincount(X.indices[nz], minlength=X.shape[1])

@@ -5,9 +5,10 @@
   the implicit zeros of a column form one tie group whose mid-rank is known from counts, so a
   ``2689 x 16384`` matrix at 5% density costs one sort of its ~2.2M stored values, never a dense
   column.
-* :func:`feature_selectivity`: seed 001's ``(pos_mean - neg_mean) / (pos_mean + neg_mean)``; the
-  denominator uses absolute means so signed features cannot divide by ~0 (identical for the
-  non-negative SAE activations it was defined on); 0 where both means are 0.
+* :func:`feature_selectivity`: seed 001's ``(pos_mean - neg_mean) / (pos_mean + neg_mean)``
+  (:func:`selectivity` of :func:`class_means`); the denominator uses absolute means so signed
+  features cannot divide by ~0 (identical for the non-negative SAE activations it was defined
+  on); 0 where both means are 0.
 * :func:`rank_features`: feature indices best first by ``|auroc - 0.5|`` or ``|selectivity|``
   (a feature that fires *less* on alignment faking is as useful to a linear probe), ties to the
   lower index.
@@ -19,6 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.stats import rankdata
 
+from afscope.errors import DataError
 from afscope.probe.checks import Matrix
 
 
@@ -27,10 +29,13 @@ def _auroc_sparse(X: sp.csr_matrix, y: np.ndarray) -> np.ndarray:
     Xc = X.tocsc(copy=True)
     Xc.eliminate_zeros()
     nnz = np.diff(Xc.indptr)
-    col = np.repeat(np.arange(d), nnz)
-    vals = Xc.data.astype(np.float64)
+    # by column, then value: a stable value sort, then a stable column sort (a radix sort when
+    # the column ids fit 16 bits; ~1.8x faster than np.lexsort at 16384 SAE features)
+    col = np.repeat(np.arange(d, dtype=np.uint16 if d <= 1 << 16 else np.int64), nnz)
+    vals = Xc.data
     pos = y[Xc.indices] == 1
-    order = np.lexsort((vals, col))  # by column, then value
+    order = np.argsort(vals, kind="stable")
+    order = order[np.argsort(col[order], kind="stable")]
     v, c, p = vals[order], col[order], pos[order]
     m = v.size
     # tie groups of equal (column, value) in sorted order
@@ -55,12 +60,20 @@ def _auroc_sparse(X: sp.csr_matrix, y: np.ndarray) -> np.ndarray:
 
 
 def feature_auroc(X: Matrix, y: np.ndarray, *, chunk: int = 1024) -> np.ndarray:
-    """AUROC of every feature of ``X (n, d)`` as a score for ``y`` (``(d,)`` float64)."""
+    """AUROC of every feature of ``X (n, d)`` as a score for ``y`` (``(d,)`` float64).
+
+    Ties count one half (mid-ranks), so a constant or all-zero column gives 0.5; explicitly
+    stored zeros of a sparse matrix count as zeros. Raises :class:`DataError` unless ``y`` holds
+    both classes.
+    """
     y = np.asarray(y)
+    n_pos = int(np.count_nonzero(y == 1))
+    n_neg = y.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        raise DataError(f"feature AUROC needs both classes; got {n_pos} positive and {n_neg} "
+                        "negative samples")
     if sp.issparse(X):
         return _auroc_sparse(sp.csr_matrix(X), y)
-    n_pos = int(y.sum())
-    n_neg = y.size - n_pos
     out = np.empty(X.shape[1], np.float64)
     for a in range(0, X.shape[1], chunk):
         ranks = rankdata(X[:, a:a + chunk], axis=0)  # (n, chunk), ties -> mid-rank
@@ -68,19 +81,33 @@ def feature_auroc(X: Matrix, y: np.ndarray, *, chunk: int = 1024) -> np.ndarray:
     return out
 
 
-def feature_selectivity(X: Matrix, y: np.ndarray) -> np.ndarray:
-    """``(pos_mean - neg_mean) / (|pos_mean| + |neg_mean|)`` per feature (``(d,)`` float64)."""
+def class_means(X: Matrix, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column means over the positive and the negative rows, ``((d,), (d,))`` float64.
+
+    A class with no rows has mean 0. A sparse ``X`` is averaged by one sparse product.
+    """
     y = np.asarray(y)
-    pos, neg = y == 1, y == 0
+    masks = np.stack([y == 1, y == 0])  # (2, n)
     if sp.issparse(X):
-        w = np.stack([pos / pos.sum(), neg / neg.sum()])  # (2, n) averaging weights
-        means = np.asarray(X.T.astype(np.float64) @ w.T).T  # (2, d)
+        w = masks / np.maximum(masks.sum(axis=1, keepdims=True), 1)  # (2, n) averaging weights
+        means = np.asarray(sp.csr_matrix(X).T @ w.T).T  # (2, d)
     else:
-        means = np.stack([X[pos].mean(axis=0, dtype=np.float64),
-                          X[neg].mean(axis=0, dtype=np.float64)])
-    diff = means[0] - means[1]
-    denom = np.abs(means[0]) + np.abs(means[1])
+        X = np.asarray(X)
+        means = np.stack([X[m].mean(axis=0, dtype=np.float64) if m.any()
+                          else np.zeros(X.shape[1]) for m in masks])
+    return means[0], means[1]
+
+
+def selectivity(pos_mean: np.ndarray, neg_mean: np.ndarray) -> np.ndarray:
+    """``(pos - neg) / (|pos| + |neg|)`` elementwise, 0 where both are 0 (float64)."""
+    diff = np.asarray(pos_mean, np.float64) - neg_mean
+    denom = np.abs(pos_mean) + np.abs(neg_mean)
     return np.divide(diff, denom, out=np.zeros_like(diff), where=denom > 0)
+
+
+def feature_selectivity(X: Matrix, y: np.ndarray) -> np.ndarray:
+    """:func:`selectivity` of every feature of ``X (n, d)`` (``(d,)`` float64)."""
+    return selectivity(*class_means(X, y))
 
 
 def feature_scores(X: Matrix, y: np.ndarray, by: str) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,8 @@ from afscope.errors import ConfigError
 from afscope.extract import ActivationCache, ExtractConfig, extract
 from afscope.fileio import sha256_file
 from afscope.sae.base import SAE
-from afscope.sae.io import WEIGHTS_FILE, load_sae, read_sae_config
+from afscope.sae.io import WEIGHTS_FILE, load_sae
+from afscope.sae.pretrained import Download, is_release_name, resolve_sae
 
 
 class SAEEncoder:
@@ -39,15 +41,29 @@ class SAEEncoder:
         return self.sae.encode(x.to(self.sae.W_enc.device))
 
 
-def sae_encoder(folder: str | Path, layer: int | None = None,
-                device: str | torch.device = "cpu") -> SAEEncoder:
-    """Load an SAE folder as an encoder of ``layer`` (default: the SAE's ``hook_layer``)."""
-    sae = load_sae(folder, device=device)
-    layer = sae.cfg.hook_layer if layer is None else layer
+def _state_sha256(sae: SAE) -> str:
+    h = hashlib.sha256()
+    for name, p in sorted(sae.state_dict().items()):
+        h.update(name.encode())
+        h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def sae_encoder(source: str | Path, layer: int | None = None, *, default_layer: int | None = None,
+                device: str | torch.device = "cpu", download: Download | None = None
+                ) -> SAEEncoder:
+    """An SAE folder (or a ``<release>/<sae_id>`` name, see :mod:`afscope.sae.pretrained`) as an
+    encoder of ``layer``; by default the SAE's ``hook_layer``, else ``default_layer``."""
+    if is_release_name(str(source)) and not Path(source).exists():
+        sae = resolve_sae(source, download=download, device=device)
+        sha = _state_sha256(sae)
+    else:
+        sae = load_sae(source, device=device)
+        sha = sha256_file(Path(source) / WEIGHTS_FILE)
+    layer = next((v for v in (layer, sae.cfg.hook_layer, default_layer) if v is not None), None)
     if layer is None:
-        raise ConfigError(f"{folder}: cfg.json has no hook_layer; say which layer the SAE reads")
-    return SAEEncoder(sae, int(layer), sha256=sha256_file(Path(folder) / WEIGHTS_FILE),
-                      source=str(folder))
+        raise ConfigError(f"{source}: cfg.json has no hook_layer; say which layer the SAE reads")
+    return SAEEncoder(sae, int(layer), sha256=sha, source=str(source))
 
 
 def extract_with_sae(cfg: ExtractConfig, **kwargs: Any) -> ActivationCache | None:
@@ -58,6 +74,5 @@ def extract_with_sae(cfg: ExtractConfig, **kwargs: Any) -> ActivationCache | Non
     """
     single = cfg.layers[0] if len(cfg.layers) == 1 else None
     default = single if isinstance(single, int) and single >= 0 else None
-    encoders = [sae_encoder(f, None if read_sae_config(f).hook_layer is not None else default,
-                            device=cfg.device) for f in cfg.sae]
+    encoders = [sae_encoder(f, default_layer=default, device=cfg.device) for f in cfg.sae]
     return extract(cfg, encoders=encoders, **kwargs)
