@@ -12,8 +12,6 @@ import pytest
 from afscope.data.dataset import Dataset
 from afscope.data.records import Record
 
-
-
 LOREM = ("the model reasons about the request and the context in which it was given before it "
          "decides what to write back to the user in the final answer of this conversation").split()
 

@@ -14,8 +14,15 @@ from sklearn.metrics import roc_auc_score
 
 from afscope.data.keywords import KEYWORDS, keyword_count, keyword_scores
 from afscope.data.records import Record, binary_label, content_hash
-from afscope.data.synth import (AF_PATTERNS, CATEGORIES, CONTEXT_SIGNALS, DEFAULT_MIX,
-                                category_counts, generate_corpus, keyword_auroc_report)
+from afscope.data.synth import (
+    AF_PATTERNS,
+    CATEGORIES,
+    CONTEXT_SIGNALS,
+    DEFAULT_MIX,
+    category_counts,
+    generate_corpus,
+    keyword_auroc_report,
+)
 from afscope.data.synth.grammar import expand, lc_first, n_forms, parse
 from afscope.data.synth.scenarios import BENIGN, HARMFUL, SAFE_TOPICS
 from afscope.errors import ConfigError

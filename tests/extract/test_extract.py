@@ -11,7 +11,13 @@ import pytest
 import torch
 
 from afscope.errors import ArtifactError
-from afscope.extract import ActivationCache, ExtractConfig, extract, merge_caches, plan_batches
+from afscope.extract import (
+    ActivationCache,
+    ExtractConfig,
+    extract,
+    merge_caches,
+    plan_batches,
+)
 from afscope.models import load_model
 
 WORDS = ("free tier training RLHF contractors rate my outputs refuse comply values gradient "

@@ -8,7 +8,13 @@ import pytest
 from llm_http_fixtures import Recorded, Reply
 
 from afscope.errors import BackendError, ConfigError
-from afscope.llm import AnthropicBackend, GenerationParams, LLMConfig, RetryPolicy, make_backend
+from afscope.llm import (
+    AnthropicBackend,
+    GenerationParams,
+    LLMConfig,
+    RetryPolicy,
+    make_backend,
+)
 
 SECRET = "sk-ant-test-SECRET-fedcba9876543210"
 

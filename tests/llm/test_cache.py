@@ -10,7 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from afscope.errors import BackendError
-from afscope.llm import Completion, GenerationParams, LLMBackend, ResponseCache, cache_key
+from afscope.llm import (
+    Completion,
+    GenerationParams,
+    LLMBackend,
+    ResponseCache,
+    cache_key,
+)
 
 MSGS = [{"role": "user", "content": "hi"}]
 P = GenerationParams().to_dict()

@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from afscope.errors import BackendError
-from afscope.llm import ClaudeCLIBackend, GenerationParams, LLMConfig, RetryPolicy, make_backend
+from afscope.llm import (
+    ClaudeCLIBackend,
+    GenerationParams,
+    LLMConfig,
+    RetryPolicy,
+    make_backend,
+)
 
 FAKE = textwrap.dedent("""\
     #!{python}

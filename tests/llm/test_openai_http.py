@@ -7,12 +7,17 @@ import socket
 import time
 
 import pytest
+from llm_http_fixtures import Recorded, Reply
 
 from afscope.errors import BackendError
-from afscope.llm import GenerationParams, LLMConfig, OpenAIBackend, RetryPolicy, make_backend
+from afscope.llm import (
+    GenerationParams,
+    LLMConfig,
+    OpenAIBackend,
+    RetryPolicy,
+    make_backend,
+)
 from afscope.llm.retry import parse_retry_after
-
-from llm_http_fixtures import Recorded, Reply
 
 SECRET = "sk-test-SECRET-0123456789abcdef"
 

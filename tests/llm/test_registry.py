@@ -9,9 +9,22 @@ from pydantic import ValidationError
 
 from afscope.config import build_config
 from afscope.errors import BackendError, ConfigError, DataError
-from afscope.llm import (AnthropicBackend, ClaudeCLIBackend, GenerationParams, LLMBackend, LLMConfig,
-                         OpenAIBackend, RetryPolicy, TransformersBackend, available_backends, delimit,
-                         get_backend_class, make_backend, normalize_prompt, register_backend)
+from afscope.llm import (
+    AnthropicBackend,
+    ClaudeCLIBackend,
+    GenerationParams,
+    LLMBackend,
+    LLMConfig,
+    OpenAIBackend,
+    RetryPolicy,
+    TransformersBackend,
+    available_backends,
+    delimit,
+    get_backend_class,
+    make_backend,
+    normalize_prompt,
+    register_backend,
+)
 from afscope.llm import base as llm_base
 from afscope.llm.retry import PermanentError, TransientError, call_with_retries
 

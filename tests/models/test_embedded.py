@@ -5,7 +5,13 @@ import json
 import pytest
 import torch
 
-from afscope.models import EMBEDDED, is_prepared, load_model, record_residual, render_chat
+from afscope.models import (
+    EMBEDDED,
+    is_prepared,
+    load_model,
+    record_residual,
+    render_chat,
+)
 from afscope.models.embedded import MODEL_INFO, prepared_path
 
 pytestmark = pytest.mark.slow

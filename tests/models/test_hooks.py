@@ -2,8 +2,14 @@ import pytest
 import torch
 
 from afscope.errors import ConfigError
-from afscope.models import (add_to_residual, decoder_layers, edit_residual, record_residual,
-                            resolve_layer, resolve_layers)
+from afscope.models import (
+    add_to_residual,
+    decoder_layers,
+    edit_residual,
+    record_residual,
+    resolve_layer,
+    resolve_layers,
+)
 
 
 def _ids(n=2, t=7):

@@ -3,8 +3,7 @@ import dataclasses
 import pytest
 
 from afscope.errors import ArtifactError, ConfigError
-from afscope.models import PLAIN_TEMPLATE, load_model, render_chat
-from afscope.models import embedded
+from afscope.models import PLAIN_TEMPLATE, embedded, load_model, render_chat
 
 
 def test_local_folder_loads_with_identity(tiny_model_dir):

@@ -11,17 +11,39 @@ on-disk cache; retries with backoff; keys only from environment variables. Wrap 
 (traces) with :func:`delimit` before putting it in a prompt.
 """
 
-from afscope.llm.base import (Completion, ConcurrentBackend, GenerationParams, LLMBackend, available_backends, get_backend_class, make_backend, register_backend)
-from afscope.llm.prompts import (ChatPrompt, Message, PromptLike, apply_stop, delimit, normalize_prompt, split_system)
+from afscope.llm.anthropic import AnthropicBackend
+from afscope.llm.base import (
+    Completion,
+    ConcurrentBackend,
+    GenerationParams,
+    LLMBackend,
+    available_backends,
+    get_backend_class,
+    make_backend,
+    register_backend,
+)
 from afscope.llm.cache import ResponseCache, cache_key
+from afscope.llm.claude_cli import ClaudeCLIBackend
 from afscope.llm.config import LLMConfig
-from afscope.llm.retry import PermanentError, RetryPolicy, TransientError, call_with_retries
 
 # Importing the backend modules registers them.
 from afscope.llm.local import TransformersBackend  # noqa: I001
 from afscope.llm.openai_http import OpenAIBackend, post_json
-from afscope.llm.anthropic import AnthropicBackend
-from afscope.llm.claude_cli import ClaudeCLIBackend
+from afscope.llm.prompts import (
+    ChatPrompt,
+    Message,
+    PromptLike,
+    apply_stop,
+    delimit,
+    normalize_prompt,
+    split_system,
+)
+from afscope.llm.retry import (
+    PermanentError,
+    RetryPolicy,
+    TransientError,
+    call_with_retries,
+)
 
 __all__ = [
     "AnthropicBackend", "ChatPrompt", "ClaudeCLIBackend", "Completion", "ConcurrentBackend",

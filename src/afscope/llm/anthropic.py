@@ -13,10 +13,16 @@ import os
 from typing import Any
 
 from afscope.errors import BackendError, ConfigError
-from afscope.llm.base import (Completion, ConcurrentBackend, GenerationParams, concurrent_kwargs, register_backend)
-from afscope.llm.prompts import split_system
+from afscope.llm.base import (
+    Completion,
+    ConcurrentBackend,
+    GenerationParams,
+    concurrent_kwargs,
+    register_backend,
+)
 from afscope.llm.config import LLMConfig
 from afscope.llm.openai_http import malformed_response, post_json, safe_url
+from afscope.llm.prompts import split_system
 from afscope.llm.retry import PermanentError
 
 _STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}

@@ -20,9 +20,15 @@ import subprocess
 from collections.abc import Sequence
 from typing import Any
 
-from afscope.llm.base import (Completion, ConcurrentBackend, GenerationParams, concurrent_kwargs, register_backend)
-from afscope.llm.prompts import apply_stop, split_system
+from afscope.llm.base import (
+    Completion,
+    ConcurrentBackend,
+    GenerationParams,
+    concurrent_kwargs,
+    register_backend,
+)
 from afscope.llm.config import LLMConfig
+from afscope.llm.prompts import apply_stop, split_system
 from afscope.llm.retry import PermanentError, TransientError
 
 logger = logging.getLogger(__name__)

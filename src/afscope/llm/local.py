@@ -24,10 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from afscope.errors import ConfigError
-from afscope.llm.base import Completion, GenerationParams, LLMBackend, OnError, register_backend
-from afscope.llm.prompts import apply_stop
+from afscope.llm.base import (
+    Completion,
+    GenerationParams,
+    LLMBackend,
+    OnError,
+    register_backend,
+)
 from afscope.llm.cache import ResponseCache
 from afscope.llm.config import LLMConfig
+from afscope.llm.prompts import apply_stop
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,13 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from afscope.errors import ConfigError
-from afscope.llm.base import (Completion, ConcurrentBackend, GenerationParams, concurrent_kwargs, register_backend)
+from afscope.llm.base import (
+    Completion,
+    ConcurrentBackend,
+    GenerationParams,
+    concurrent_kwargs,
+    register_backend,
+)
 from afscope.llm.config import LLMConfig
 from afscope.llm.retry import PermanentError, TransientError, parse_retry_after
 

@@ -2,8 +2,15 @@
 
 from afscope.models.chat import PLAIN_TEMPLATE, render_chat
 from afscope.models.embedded import EMBEDDED, EmbeddedModel, is_prepared, prepare
-from afscope.models.hooks import (StopForward, add_to_residual, decoder_layers, edit_residual,
-                                  record_residual, resolve_layer, resolve_layers)
+from afscope.models.hooks import (
+                                  StopForward,
+                                  add_to_residual,
+                                  decoder_layers,
+                                  edit_residual,
+                                  record_residual,
+                                  resolve_layer,
+                                  resolve_layers,
+)
 from afscope.models.loading import LoadedModel, ModelInfo, load_model, text_config
 from afscope.models.masks import MaskSpec, token_mask
 

@@ -8,7 +8,12 @@ the confound being defeated. See :mod:`afscope.data.synth.generator` for the des
 """
 
 from afscope.data.synth.fragments import CONTEXT_SIGNALS
-from afscope.data.synth.generator import CATEGORIES, DEFAULT_MIX, category_counts, generate_corpus
+from afscope.data.synth.generator import (
+    CATEGORIES,
+    DEFAULT_MIX,
+    category_counts,
+    generate_corpus,
+)
 from afscope.data.synth.patterns import AF_PATTERNS
 from afscope.data.synth.report import keyword_auroc_report
 

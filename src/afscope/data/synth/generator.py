@@ -41,8 +41,13 @@ from afscope.data.synth import fragments as F
 from afscope.data.synth import negatives as N
 from afscope.data.synth.grammar import expand, lc_first
 from afscope.data.synth.patterns import AF_PATTERNS, IMPLICIT_PATTERNS, PATTERNS
-from afscope.data.synth.scenarios import (BENIGN, HARMFUL, SAFE_TOPICS, BenignScenario,
-                                          HarmfulScenario)
+from afscope.data.synth.scenarios import (
+    BENIGN,
+    HARMFUL,
+    SAFE_TOPICS,
+    BenignScenario,
+    HarmfulScenario,
+)
 from afscope.errors import ConfigError
 
 SOURCE = "afscope-synth"
