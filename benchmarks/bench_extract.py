@@ -54,17 +54,17 @@ import gc
 import logging
 import multiprocessing as mp
 import os
-import resource
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: find _common
+from _common import RssSampler, cpu_seconds, maxrss_bytes, mb
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_FILE = "data/opus46_500.json"
@@ -75,79 +75,6 @@ def shared_dir() -> Path:
     """``$AFSCOPE_SHARED`` or ``<repo>/../shared``."""
     env = os.environ.get("AFSCOPE_SHARED")
     return Path(env) if env else REPO.parent / "shared"
-
-
-def _rss_reader() -> Callable[[], int] | None:
-    """A function returning the current RSS in bytes (``/proc/self/statm``, else psutil)."""
-    page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-    if Path("/proc/self/statm").exists():
-        fd = os.open("/proc/self/statm", os.O_RDONLY)
-
-        def read() -> int:
-            return int(os.pread(fd, 128, 0).split()[1]) * page
-
-        return read
-    try:
-        import psutil
-    except ImportError:
-        return None
-    proc = psutil.Process()
-    return lambda: int(proc.memory_info().rss)
-
-
-class RssSampler:
-    """Samples this process's RSS in a background thread; ``peak - baseline`` is the phase's cost."""
-
-    def __init__(self, interval_s: float = 0.005):
-        self.read = _rss_reader()
-        self.interval_s = interval_s
-        self.baseline = self.peak = self.read() if self.read else 0
-        self.samples: list[tuple[float, int]] = []  # (seconds since start, rss)
-        self._t0 = time.perf_counter()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            rss = self.read()
-            self.peak = max(self.peak, rss)
-            self.samples.append((time.perf_counter() - self._t0, rss))
-            self._stop.wait(self.interval_s)
-
-    def quarter_peaks(self) -> list[int]:
-        """Peak RSS above the baseline in each quarter of the phase's wall time: flat when memory
-        is bounded by the batch, rising when the phase accumulates per-token data."""
-        if not self.samples:
-            return []
-        end = self.samples[-1][0] or 1.0
-        peaks = [self.baseline] * 4
-        for t, rss in self.samples:
-            q = min(3, int(4 * t / end))
-            peaks[q] = max(peaks[q], rss)
-        return [p - self.baseline for p in peaks]
-
-    def __enter__(self) -> RssSampler:
-        if self.read:
-            self.baseline = self.peak = self.read()
-            self._t0 = time.perf_counter()
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.read:
-            self._stop.set()
-            self._thread.join()
-            self.peak = max(self.peak, self.read())
-
-
-def _maxrss_bytes() -> int:
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(r) if sys.platform == "darwin" else int(r) * 1024
-
-
-def _cpu_seconds() -> float:
-    u = resource.getrusage(resource.RUSAGE_SELF)
-    return u.ru_utime + u.ru_stime
 
 
 def matmul_gflops(size: int = 2048, reps: int = 10, dtype: str = "float32") -> float:
@@ -231,10 +158,10 @@ def _run_phase(kind: str, opts: dict[str, Any]) -> PhaseResult:
     layer = opts["layer"]
     gflops_before = matmul_gflops()
     gc.collect()
-    maxrss_before = _maxrss_bytes()
+    maxrss_before = maxrss_bytes()
     load0 = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
     extra: dict[str, Any] = {}
-    cpu0 = _cpu_seconds()
+    cpu0 = cpu_seconds()
     if kind == "naive":
         n, d = len(dataset), lm.info.d_model
         pooled = {"max": np.empty((n, d), np.float32), "mean": np.empty((n, d), np.float32)}
@@ -270,12 +197,12 @@ def _run_phase(kind: str, opts: dict[str, Any]) -> PhaseResult:
                 extra["gflops_dtype"] = matmul_gflops(dtype=dtype)
             if opts["profile"]:
                 extra["profile"] = _profile_extract(lm, dataset, cfg, Path(tmp), opts)
-    cpu = _cpu_seconds() - cpu0
+    cpu = cpu_seconds() - cpu0
     return PhaseResult(
         name=kind, n_records=len(dataset), tokens=int(lengths.sum()), seconds=seconds,
         cpu_seconds=cpu, rss_baseline=rss.baseline, rss_peak=rss.peak,
         rss_quarters=rss.quarter_peaks(),
-        maxrss_before=maxrss_before, maxrss_after=_maxrss_bytes(), gflops_before=gflops_before,
+        maxrss_before=maxrss_before, maxrss_after=maxrss_bytes(), gflops_before=gflops_before,
         gflops_after=matmul_gflops(), loadavg=load0, threads=torch.get_num_threads(),
         attn=str(lm.model.config._attn_implementation), dtype=dtype,
         lengths=np.asarray(lengths), pooled=pooled, extra=extra)
@@ -394,21 +321,17 @@ class Arch:
 
 
 # -- report --------------------------------------------------------------------------------------------
-def _mb(x: float) -> str:
-    return f"{x / 2**20:,.0f} MiB"
-
-
 def _print_phase(r: PhaseResult) -> None:
     util = r.cpu_seconds / r.seconds
     print(f"  records {r.n_records}, tokens {r.tokens:,}, wall {r.seconds:.1f} s, "
           f"{r.tokens_per_s:,.1f} tokens/s ({r.tokens / r.n_records:.0f} tokens/record)")
     print(f"  threads {r.threads}, attention {r.attn}, dtype {r.dtype}; process CPU time / wall = "
           f"{util:.2f} (≈ threads when the cores are ours; lower = other load on the machine)")
-    print(f"  peak RSS over the phase: +{_mb(r.rss_peak - r.rss_baseline)} above the "
-          f"{_mb(r.rss_baseline)} before it (sampled every 5 ms); ru_maxrss of the process "
-          f"{_mb(r.maxrss_before)} before -> {_mb(r.maxrss_after)} after (includes model loading)")
+    print(f"  peak RSS over the phase: +{mb(r.rss_peak - r.rss_baseline)} above the "
+          f"{mb(r.rss_baseline)} before it (sampled every 5 ms); ru_maxrss of the process "
+          f"{mb(r.maxrss_before)} before -> {mb(r.maxrss_after)} after (includes model loading)")
     print("  peak RSS above the baseline in each quarter of the phase: "
-          + ", ".join(f"+{_mb(q)}" for q in r.rss_quarters))
+          + ", ".join(f"+{mb(q)}" for q in r.rss_quarters))
     print(f"  fp32 2048^3 torch.mm in this process: {r.gflops_before:.1f} GFLOP/s before, "
           f"{r.gflops_after:.1f} after; load average at start {r.loadavg[0]:.2f}")
 
@@ -556,17 +479,17 @@ def main(argv: list[str] | None = None) -> int:
     rss_b = ext.rss_peak - ext.rss_baseline
     pooled_bytes = sum(v.nbytes for v in ext.pooled.values())
     print(f"\nmemory: every per-token activation of layer {args.layer} for the {ext.n_records} "
-          f"records would take {ext.tokens:,} x {arch.d_model} x 4 B = {_mb(all_acts)}; "
-          f"(b)'s whole peak RSS delta is {_mb(rss_b)} ({rss_b / all_acts:.2f}x that), the pooled "
+          f"records would take {ext.tokens:,} x {arch.d_model} x 4 B = {mb(all_acts)}; "
+          f"(b)'s whole peak RSS delta is {mb(rss_b)} ({rss_b / all_acts:.2f}x that), the pooled "
           f"output is {pooled_bytes / 2**20:.1f} MiB; one batch's (B, T, d) residual at "
-          f"batch_tokens {batch_tokens} is {_mb(batch_tokens * arch.d_model * 4)}")
+          f"batch_tokens {batch_tokens} is {mb(batch_tokens * arch.d_model * 4)}")
     print("  (b)'s peak per quarter of its run: "
-          + ", ".join(f"+{_mb(q)}" for q in ext.rss_quarters)
+          + ", ".join(f"+{mb(q)}" for q in ext.rss_quarters)
           + " (flat = bounded by the batch, not by the number of records processed)")
     if naive is not None:
-        print(f"  (a)'s peak RSS delta is {_mb(naive.rss_peak - naive.rss_baseline)} for one "
+        print(f"  (a)'s peak RSS delta is {mb(naive.rss_peak - naive.rss_baseline)} for one "
               f"sample at a time (float32 logits of {int(naive.lengths.max())} x {arch.vocab} = "
-              f"{_mb(int(naive.lengths.max()) * arch.vocab * 4)} plus all "
+              f"{mb(int(naive.lengths.max()) * arch.vocab * 4)} plus all "
               f"{arch.n_layers + 1} hidden states)")
 
     if args.profile and "profile" in ext.extra:

@@ -39,10 +39,8 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import resource
 import sys
 import tempfile
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -51,57 +49,10 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: find _common
+from _common import RssSampler, cpu_seconds, maxrss_bytes, mb
+
 COUNTS = [10, 20, 50, 100, 200, 500, 1000, 2000, 5000, None]  # None = all features
-
-
-# -- measurement helpers --------------------------------------------------------------------------
-class RssSampler:
-    """Samples this process's RSS every few ms in a thread; ``peak - baseline`` is the phase's.
-
-    ``start()`` / ``stop()`` rather than a ``with`` block, so the timed code reads straight.
-    """
-
-    def __init__(self, interval_s: float = 0.005) -> None:
-        self.page = os.sysconf("SC_PAGE_SIZE")
-        self.ok = Path("/proc/self/statm").exists()
-        self.interval_s = interval_s
-        self.baseline = self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def read(self) -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * self.page
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.read())
-            self._stop.wait(self.interval_s)
-
-    def start(self) -> None:
-        if self.ok:
-            self.baseline = self.peak = self.read()
-            self._thread.start()
-
-    def stop(self) -> None:
-        if self.ok:
-            self._stop.set()
-            self._thread.join()
-            self.peak = max(self.peak, self.read())
-
-
-def _maxrss() -> int:
-    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(r) if sys.platform == "darwin" else int(r) * 1024
-
-
-def _cpu() -> float:
-    u = resource.getrusage(resource.RUSAGE_SELF)
-    return u.ru_utime + u.ru_stime
-
-
-def _mb(b: float) -> str:
-    return f"{b / 2**20:,.0f} MiB"
 
 
 # -- data -------------------------------------------------------------------------------------------
@@ -173,21 +124,17 @@ def run_phase(kind: str, path: str, opts: dict[str, Any]) -> dict[str, Any]:
     folds = make_folds(y, opts["folds"], opts["seed"])
     if kind == "naive":
         X = X.toarray()  # the seeds' arrays were dense; not timed
-    cpu0, maxrss0 = _cpu(), _maxrss()
-    rss = RssSampler()
-    rss.start()
-    t0 = time.perf_counter()
-    try:
+    cpu0, maxrss0 = cpu_seconds(), maxrss_bytes()
+    with RssSampler() as rss:
+        t0 = time.perf_counter()
         if kind == "naive":
             aucs = _naive(X, y, folds, opts["counts"], opts["C"])
         else:
             aucs = _afscope(X, y, opts["counts"], opts["C"], opts["folds"], opts["seed"],
                             opts["n_jobs"])
         wall = time.perf_counter() - t0
-    finally:
-        rss.stop()
-    return {"wall": wall, "cpu": _cpu() - cpu0, "rss_delta": rss.peak - rss.baseline,
-            "rss_baseline": rss.baseline, "maxrss_before": maxrss0, "maxrss_after": _maxrss(),
+    return {"wall": wall, "cpu": cpu_seconds() - cpu0, "rss_delta": rss.peak - rss.baseline,
+            "rss_baseline": rss.baseline, "maxrss_before": maxrss0, "maxrss_after": maxrss_bytes(),
             "aucs": aucs, "input_bytes": (X.nbytes if isinstance(X, np.ndarray) else
                                           X.data.nbytes + X.indices.nbytes + X.indptr.nbytes)}
 
@@ -236,9 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in (("(a) naive dense pipeline", naive), ("(b) afscope.probe.sweep", ours)):
         print(f"\n{name}: wall {r['wall']:.2f} s, process CPU {r['cpu']:.2f} s "
               f"(cpu/wall {r['cpu'] / r['wall']:.2f})")
-        print(f"  input matrix {_mb(r['input_bytes'])}; peak RSS +{_mb(r['rss_delta'])} above "
-              f"{_mb(r['rss_baseline'])} at the phase start; ru_maxrss "
-              f"{_mb(r['maxrss_before'])} -> {_mb(r['maxrss_after'])}")
+        print(f"  input matrix {mb(r['input_bytes'])}; peak RSS +{mb(r['rss_delta'])} above "
+              f"{mb(r['rss_baseline'])} at the phase start; ru_maxrss "
+              f"{mb(r['maxrss_before'])} -> {mb(r['maxrss_after'])}")
     diff = np.abs(naive["aucs"] - ours["aucs"])
     print("\nCV AUROC per feature count (naive / afscope):")
     for c, a, b in zip(counts, naive["aucs"], ours["aucs"]):

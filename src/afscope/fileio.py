@@ -2,6 +2,7 @@
 
 Every artifact writer in afscope goes through these helpers: write into a temporary sibling, fsync,
 then ``os.replace`` it into place, so a killed process leaves either the old file or the new one.
+Probe, text-baseline and SAE folders read their ``cfg.json`` through :func:`read_json_object`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from afscope.errors import ArtifactError
 
 
 def _umask() -> int:
@@ -94,6 +97,33 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_json_object(path: str | Path, what: str, *, kind: str | None = None,
+                     max_version: int | None = None) -> dict[str, Any]:
+    """Read an artifact's JSON file (``cfg.json``), which must hold an object.
+
+    ``what`` names the folder in the missing-file message (``"a probe folder"``). With ``kind``,
+    field ``kind`` must equal it; with ``max_version``, field ``format_version`` must be an int
+    no newer than it. Every failure is an :class:`ArtifactError` naming the file and the field.
+    """
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: not {what} (no {path.name})") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"{path}: corrupt JSON: {e}") from None
+    if not isinstance(raw, dict):
+        raise ArtifactError(f"{path}: expected a JSON object, got {type(raw).__name__}")
+    if kind is not None and raw.get("kind") != kind:
+        raise ArtifactError(f"{path}: field 'kind': expected {kind!r}, got {raw.get('kind')!r}")
+    if max_version is not None:
+        version = raw.get("format_version")
+        if not isinstance(version, int) or version > max_version:
+            raise ArtifactError(f"{path}: field 'format_version': {version!r} is not supported "
+                                f"(this afscope reads <= {max_version}); upgrade afscope")
+    return raw
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -36,7 +36,7 @@ from afscope.models import (
 )
 from afscope.models.masks import token_mask
 from afscope.progress import progress_bar
-from afscope.runs import start_run
+from afscope.runs import Run, start_run
 
 log = logging.getLogger(__name__)
 
@@ -237,6 +237,24 @@ def _run_chunk(lm: LoadedModel, records: list[Any], cfg: ExtractConfig, layers: 
     return out, tokens, int(lengths.sum())
 
 
+def load_inputs(run: Run, cfg: Any, *, lm: LoadedModel | None = None,
+                dataset: Dataset | None = None) -> tuple[LoadedModel, Dataset]:
+    """Load ``cfg.data`` and ``cfg.model`` unless given, timed and recorded in ``run``'s manifest.
+
+    ``cfg`` needs ``data``, ``label_map``, ``model``, ``dtype`` and ``device`` (an
+    :class:`ExtractConfig` or an :class:`~afscope.sae.SAETrainConfig`).
+    """
+    with run.timer("load_data"):
+        if dataset is None:
+            dataset = load_dataset(cfg.data, label_map=cfg.label_map)
+    run.add_dataset("data", dataset.info())
+    with run.timer("load_model"):
+        if lm is None:
+            lm = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
+    run.add_model("model", lm.info.to_dict())
+    return lm, dataset
+
+
 def extract(cfg: ExtractConfig, *, lm: LoadedModel | None = None,
             dataset: Dataset | None = None,
             encoders: Sequence[LatentEncoder] | None = None) -> store.ActivationCache | None:
@@ -255,12 +273,7 @@ def extract(cfg: ExtractConfig, *, lm: LoadedModel | None = None,
     shard_i, shard_n = cfg.shard_index
     manifest = "manifest.json" if cfg.shard is None else f"manifest.shard-{shard_i}-of-{shard_n}.json"
     with start_run("extract", cfg.to_dict(), out, manifest_name=manifest) as run:
-        with run.timer("load_data"):
-            dataset = dataset or load_dataset(cfg.data, label_map=cfg.label_map)
-        run.add_dataset("data", dataset.info())
-        with run.timer("load_model"):
-            lm = lm or load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
-        run.add_model("model", lm.info.to_dict())
+        lm, dataset = load_inputs(run, cfg, lm=lm, dataset=dataset)
         layers = resolve_layers(cfg.layers, lm.info.n_layers)
         spec = MaskSpec.parse(cfg.mask)
         if spec.kind == "response" and not any(r.prompt for r in dataset.records):

@@ -11,7 +11,6 @@ scoring code path is the same.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from safetensors.numpy import load_file, save_file
 import afscope
 from afscope.config import format_validation_error
 from afscope.errors import ArtifactError
-from afscope.fileio import atomic_dir, atomic_write_json
+from afscope.fileio import atomic_dir, atomic_write_json, read_json_object
 from afscope.probe import linear as _linear  # noqa: F401  (registers the methods)
 from afscope.probe.base import PROBES, BaseProbe
 from afscope.probe.config import ProbeConfig
@@ -83,19 +82,7 @@ def read_probe_config(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / CFG_FILE
     if not Path(folder).is_dir():
         raise ArtifactError(f"{folder}: probe folder not found")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ArtifactError(f"{path}: not a probe folder (no {CFG_FILE})") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ArtifactError(f"{path}: corrupt JSON: {e}") from None
-    if not isinstance(raw, dict) or raw.get("kind") != KIND:
-        kind = raw.get("kind") if isinstance(raw, dict) else type(raw).__name__
-        raise ArtifactError(f"{path}: field 'kind': expected {KIND!r}, got {kind!r}")
-    version = raw.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ArtifactError(f"{path}: field 'format_version': {version!r} is not supported "
-                            f"(this afscope reads <= {FORMAT_VERSION}); upgrade afscope")
+    raw = read_json_object(path, "a probe folder", kind=KIND, max_version=FORMAT_VERSION)
     if raw.get("method") not in PROBES:
         raise ArtifactError(f"{path}: field 'method': unknown {raw.get('method')!r}; expected "
                             f"one of {sorted(PROBES)}")

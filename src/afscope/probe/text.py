@@ -36,7 +36,12 @@ from sklearn.linear_model import LogisticRegression
 
 import afscope
 from afscope.errors import ArtifactError, ConfigError, DataError
-from afscope.fileio import atomic_dir, atomic_write_bytes, atomic_write_json
+from afscope.fileio import (
+    atomic_dir,
+    atomic_write_bytes,
+    atomic_write_json,
+    read_json_object,
+)
 
 KIND = "afscope_text_baseline"
 FORMAT_VERSION = 1
@@ -216,18 +221,7 @@ def load_baseline(folder: str | Path) -> TextBaseline:
 
     folder = Path(folder)
     path = folder / CFG_FILE
-    try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ArtifactError(f"{folder}: not a text-baseline folder (no {CFG_FILE})") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ArtifactError(f"{path}: corrupt JSON: {e}") from None
-    if not isinstance(cfg, dict) or cfg.get("kind") != KIND:
-        got = cfg.get("kind") if isinstance(cfg, dict) else type(cfg).__name__
-        raise ArtifactError(f"{path}: field 'kind': expected {KIND!r}, got {got!r}")
-    if not isinstance(cfg.get("format_version"), int) or cfg["format_version"] > FORMAT_VERSION:
-        raise ArtifactError(f"{path}: field 'format_version': {cfg.get('format_version')!r} is "
-                            f"not supported (this afscope reads <= {FORMAT_VERSION})")
+    cfg = read_json_object(path, "a text-baseline folder", kind=KIND, max_version=FORMAT_VERSION)
     name = cfg.get("name")
     if name not in BASELINES:
         raise ArtifactError(f"{path}: field 'name': unknown baseline {name!r}; expected one of "

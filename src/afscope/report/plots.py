@@ -95,22 +95,35 @@ def ladder_plot(labels: Sequence[str], values: Sequence[float], lo: Sequence[flo
         return _png(fig)
 
 
-def roc_plot(curves: Sequence[Curve], dataset: str) -> bytes:
-    """ROC curves of one evaluation set; the chance diagonal dotted."""
+def _curve_plot(curves: Sequence[Curve], *, diagonal: str | None, style: dict[str, object],
+                xlabel: str, ylabel: str, title: str, legend: str) -> bytes:
+    """Curves of one evaluation set on the unit square, the y = x diagonal dotted.
+
+    ``diagonal`` labels that line in the legend (None: unlabelled); ``style`` adds to each curve's
+    ``plot`` call. Baselines are dashed.
+    """
+    diag = {} if diagonal is None else {"label": diagonal}
     with _figure(5.2, 4.4) as fig:
         ax = fig.add_subplot()
-        ax.plot([0, 1], [0, 1], color="#bbbbbb", linestyle=":", linewidth=1)
+        ax.plot([0, 1], [0, 1], color="#bbbbbb", linestyle=":", linewidth=1, **diag)
         for c in curves:
-            ax.plot(c.x, c.y, color=c.color, linewidth=1.6, drawstyle="steps-post",
-                    linestyle="--" if c.baseline else "-", label=_short(c.label, 60))
+            ax.plot(c.x, c.y, color=c.color, linestyle="--" if c.baseline else "-",
+                    label=_short(c.label, 60), **style)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.01)
-        ax.set_xlabel("false positive rate")
-        ax.set_ylabel("true positive rate")
-        ax.set_title(f"ROC: {dataset}")
-        ax.legend(loc="lower right")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.legend(loc=legend)
         fig.tight_layout()
         return _png(fig)
+
+
+def roc_plot(curves: Sequence[Curve], dataset: str) -> bytes:
+    """ROC curves of one evaluation set; the chance diagonal dotted."""
+    return _curve_plot(curves, diagonal=None, style={"linewidth": 1.6, "drawstyle": "steps-post"},
+                       xlabel="false positive rate", ylabel="true positive rate",
+                       title=f"ROC: {dataset}", legend="lower right")
 
 
 def score_distribution_plot(groups: Sequence[tuple[str, np.ndarray, bool]], threshold: float,
@@ -169,20 +182,9 @@ def sweep_plot(x: Sequence[float], cv: Sequence[float], cv_std: Sequence[float],
 
 def calibration_plot(curves: Sequence[Curve], dataset: str) -> bytes:
     """Reliability diagram: observed AF fraction per bin of predicted probability."""
-    with _figure(5.2, 4.4) as fig:
-        ax = fig.add_subplot()
-        ax.plot([0, 1], [0, 1], color="#bbbbbb", linestyle=":", linewidth=1, label="perfect")
-        for c in curves:
-            ax.plot(c.x, c.y, marker="o", markersize=4, color=c.color,
-                    linestyle="--" if c.baseline else "-", label=_short(c.label, 60))
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1.01)
-        ax.set_xlabel("mean predicted probability")
-        ax.set_ylabel("fraction alignment faking")
-        ax.set_title(f"calibration: {dataset}")
-        ax.legend(loc="upper left")
-        fig.tight_layout()
-        return _png(fig)
+    return _curve_plot(curves, diagonal="perfect", style={"marker": "o", "markersize": 4},
+                       xlabel="mean predicted probability", ylabel="fraction alignment faking",
+                       title=f"calibration: {dataset}", legend="upper left")
 
 
 def _short(text: str, n: int) -> str:

@@ -9,7 +9,6 @@ provenance under ``metadata``). Weights go through safetensors only; nothing is 
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from safetensors.torch import load_file, save_file
 import afscope
 from afscope.config import format_validation_error
 from afscope.errors import ArtifactError
-from afscope.fileio import atomic_dir, atomic_write_json
+from afscope.fileio import atomic_dir, atomic_write_json, read_json_object
 from afscope.sae.base import ARCHITECTURES, SAE
 from afscope.sae.config import SAEConfig
 
@@ -66,18 +65,6 @@ def save_sae(sae: SAE, folder: str | Path) -> Path:
     return Path(folder)
 
 
-def _read_cfg_json(path: Path) -> dict[str, Any]:
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ArtifactError(f"{path}: not an SAE folder (no {CFG_FILE})") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ArtifactError(f"{path}: corrupt JSON: {e}") from None
-    if not isinstance(raw, dict):
-        raise ArtifactError(f"{path}: expected a JSON object, got {type(raw).__name__}")
-    return raw
-
-
 def _architecture(raw: dict[str, Any], path: Path) -> tuple[str, int | None]:
     """Architecture name and k from a new (``architecture``) or old (``activation_fn*``) cfg."""
     k = raw.get("k")
@@ -106,7 +93,7 @@ def read_sae_config(folder: str | Path) -> SAEConfig:
     path = Path(folder) / CFG_FILE
     if not Path(folder).is_dir():
         raise ArtifactError(f"{folder}: SAE folder not found")
-    raw = _read_cfg_json(path)
+    raw = read_json_object(path, "an SAE folder")
     arch, k = _architecture(raw, path)
     norm = raw.get("normalize_activations")
     if norm not in (None, "none"):

@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from afscope.data.dataset import Dataset
-from afscope.data.load import load_dataset
 from afscope.errors import ConfigError
-from afscope.extract.runner import collect_tokens
+from afscope.extract.runner import collect_tokens, load_inputs
 from afscope.fileio import atomic_write_json
-from afscope.models import LoadedModel, load_model, resolve_layers
+from afscope.models import LoadedModel, resolve_layers
 from afscope.runs import start_run
 from afscope.sae.io import save_sae
 from afscope.sae.train import train_sae
@@ -34,12 +33,7 @@ def run_sae_train(cfg: Any, *, lm: LoadedModel | None = None,
         raise ConfigError("field 'data': required (the dataset to collect tokens from)")
     out = Path(cfg.out)
     with start_run("sae train", cfg.to_dict(), out) as run:
-        with run.timer("load_data"):
-            dataset = dataset or load_dataset(cfg.data, label_map=cfg.label_map)
-        run.add_dataset("data", dataset.info())
-        with run.timer("load_model"):
-            lm = lm or load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
-        run.add_model("model", lm.info.to_dict())
+        lm, dataset = load_inputs(run, cfg, lm=lm, dataset=dataset)
         (layer,) = resolve_layers([cfg.layer], lm.info.n_layers)
         with run.timer("collect_tokens"):
             x = collect_tokens(lm, dataset, layer, mask=cfg.mask, skip_first=cfg.skip_first,
