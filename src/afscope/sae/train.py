@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from afscope.errors import DataError
 from afscope.sae.base import SAE
@@ -43,14 +44,25 @@ def _init(sae: SAE, x: torch.Tensor, gen: torch.Generator) -> None:
         sae.b_dec.copy_(x.mean(0))
 
 
+def sparse_decode(indices: torch.Tensor, values: torch.Tensor, W_dec: torch.Tensor
+                  ) -> torch.Tensor:
+    """``sum_j values[:, j] * W_dec[indices[:, j]]``: ``(B, k), (B, k) -> (B, d_in)``.
+
+    The decode of a TopK SAE touches k rows of ``W_dec`` per input, not all d_sae of them;
+    ``embedding_bag`` does that gather-and-sum (and its backward) without a dense ``(B, d_sae)``
+    matmul, which is most of the speed of training on a CPU.
+    """
+    return F.embedding_bag(indices, W_dec, per_sample_weights=values, mode="sum")
+
+
 def _auxk_loss(sae: SAE, pre: torch.Tensor, resid: torch.Tensor, dead: torch.Tensor,
                var: torch.Tensor) -> torch.Tensor:
     """FVU of the residual ``resid (B, d_in)`` rebuilt from the top dead latents of ``pre``."""
     k_aux = min(sae.cfg.d_in // 2, int(dead.sum()))
     masked = pre.masked_fill(~dead, float("-inf"))  # (B, d_sae): only dead latents compete
     top = torch.topk(masked, k_aux, dim=-1)
-    acts = torch.zeros_like(pre).scatter(-1, top.indices, torch.relu(top.values))
-    return ((acts @ sae.W_dec - resid) ** 2).sum() / var
+    recon = sparse_decode(top.indices, torch.relu(top.values), sae.W_dec)
+    return ((recon - resid) ** 2).sum() / var
 
 
 @torch.no_grad()
@@ -94,7 +106,7 @@ def train_sae(x: np.ndarray | torch.Tensor, cfg: SAETrainConfig, *,
                         apply_b_dec_to_input=True, model_name=model_name, hook_name=hook_name,
                         hook_layer=hook_layer))
     _init(sae, t, gen)
-    opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr)
+    opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr, foreach=True)
     since_fired = torch.zeros(cfg.d_sae, dtype=torch.long)  # rows since each latent last fired
     steps, loss_value = 0, float("nan")
     start = time.perf_counter()
@@ -104,10 +116,12 @@ def train_sae(x: np.ndarray | torch.Tensor, cfg: SAETrainConfig, *,
             xb = t[order[i:i + cfg.batch_size]]  # (B, d_in)
             var = ((xb - xb.mean(0)) ** 2).sum().clamp_min(1e-12)
             pre = sae.encode_pre(xb)  # (B, d_sae)
-            f = sae.spec.activation(pre, sae)
-            recon = sae.decode(f)
+            top = torch.topk(pre, cfg.k, dim=-1)  # the TopK activation, kept sparse (B, k)
+            vals = torch.relu(top.values)
+            recon = sparse_decode(top.indices, vals, sae.W_dec) + sae.b_dec
             loss = ((recon - xb) ** 2).sum() / var  # FVU
-            fired = (f != 0).any(0)
+            fired = torch.zeros(cfg.d_sae, dtype=torch.bool)
+            fired[top.indices[vals > 0]] = True
             since_fired += len(xb)
             since_fired[fired] = 0
             dead = since_fired >= cfg.dead_tokens
