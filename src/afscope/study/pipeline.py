@@ -91,7 +91,8 @@ class _Study:
         folder = save_probe(probe, self.out / "probes" / _slug(method_id))
         self.results.add_method(
             method_id, family, features, pcfg.method, model=model, layer=layer,
-            params=pcfg.to_dict(), n_features=X["train"].shape[1], n_nonzero=probe.n_nonzero,
+            params=pcfg.to_dict(), n_features=int(probe.selected.size),
+            n_nonzero=probe.n_nonzero,
             cv={"auroc_mean": cv["auroc_mean"], "auroc_std": cv["auroc_std"]},
             artifact=str(folder.relative_to(self.out)))
         self.evaluate(method_id, lambda n: probe.proba1(X[n]), probe.threshold)
