@@ -225,6 +225,12 @@ def _autointerp(st: _Study, caches: dict[str, dict[str, ActivationCache]]) -> No
             stats=stats)
     st.run.add_output("autointerp", stats)
     st.results.features = rows
+    described = sum(r["description"] is not None for r in rows)
+    if rows and described < len(rows):
+        st.results.verdicts.append(
+            f"Autointerp: {described} of {len(rows)} feature descriptions by {backend.describe()} "
+            f"could be parsed; the rest are counted as parse failures, not guessed. A small local "
+            f"model rarely follows the answer format: set autointerp.llm to a stronger backend.")
     selected = _selected(st.out / "features" / _slug(model) / f"L{layer}")
     if selected:
         Xs = {n: c.sae_features(layer, "max")[:, selected] for n, c in caches[model].items()}
