@@ -48,6 +48,7 @@ def study_config(cfg: DemoConfig, out: Path) -> object:
     from afscope.data import Dataset
     from afscope.data.synth import generate_corpus
     from afscope.features.config import AutointerpConfig
+    from afscope.llm import LLMConfig
     from afscope.study import StudyConfig
 
     inputs = out / "inputs"
@@ -65,7 +66,10 @@ def study_config(cfg: DemoConfig, out: Path) -> object:
         autointerp = AutointerpConfig(top=cfg.describe, min_selectivity=0.02, sort_by="auroc",
                                       min_active=3, n_top=3, n_zero=3,
                                       n_score_pos=3, n_score_neg=3, max_chars=600,
-                                      embedder="tfidf", seed=cfg.seed)
+                                      embedder="tfidf", seed=cfg.seed,
+                                      # every answer format fits in a few lines; a small model
+                                      # that misses it would otherwise ramble to 512 tokens
+                                      llm=LLMConfig(max_tokens=160))
     return StudyConfig.model_validate({
         "title": f"afscope demo: {cfg.model} on the synthetic corpus", "out": out,
         "seed": cfg.seed,
