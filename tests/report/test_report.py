@@ -103,6 +103,10 @@ def test_verdicts_compare_probes_with_the_best_baseline(report):
             "baseline/tfidf") in html
     assert 'id="baseline-alert"' not in html  # the main test set is won by a probe
     assert html.index('id="verdicts"') < html.index('id="ladder"')
+    # the all-AF set has no AUROC: detection rates are compared instead
+    assert re.search(r"(On organism_ood \(ood, all AF\), the best probe \S+ flags \d+% of the "
+                     r"traces \(its false-positive rate on synth_test: \d+%\), the best text baseline baseline/\w+ \d+%\.)|(No activation or SAE "
+                     r"probe flags more of organism_ood \(ood, all AF\))", html)
 
 
 def test_alert_when_no_probe_beats_the_baseline_on_the_main_set(tmp_path):

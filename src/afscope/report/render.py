@@ -187,7 +187,41 @@ def _verdicts(view: _View) -> tuple[list[Verdict], bool]:
                                f"{where}: {base.id} {fmt_ci(b)} vs the best probe {probe.id} "
                                f"{fmt_ci(p)}.", warn=True))
             loses_on_main = loses_on_main or ds == view.main
+    out += _detection_verdicts(view)
     return out, loses_on_main
+
+
+def _detection_verdicts(view: _View) -> list[Verdict]:
+    """On all-AF sets (no AUROC) compare detection rates: the OOD failure mode of seed 001."""
+    out: list[Verdict] = []
+    for d in view.eval_datasets:
+        if d.name in view.auroc_datasets or d.n_neg or not d.n_pos:
+            continue
+
+        def det(m: MethodInfo, name: str = d.name) -> float:
+            ev = view.evals.get((m.id, name))
+            return _value(ev.metrics.detection_rate) if ev is not None else math.nan
+
+        probes = [m for m in view.probes if math.isfinite(det(m))]
+        bases = [m for m in view.baselines if math.isfinite(det(m))]
+        if not probes or not bases:
+            continue
+        p = max(probes, key=lambda m: (det(m), m.id))
+        b = max(bases, key=lambda m: (det(m), m.id))
+        where = f"{d.name} ({view.eval_role[d.name]}, all AF)"
+        fpr = view.evals.get((p.id, view.main or ""))
+        fpr_text = "" if fpr is None or fpr.metrics.false_positive_rate is None else (
+            f" (its false-positive rate on {view.main}: "
+            f"{_value(fpr.metrics.false_positive_rate):.0%})")
+        if det(p) > det(b):
+            out.append(Verdict(f"On {where}, the best probe {p.id} flags {det(p):.0%} of the "
+                               f"traces{fpr_text}, the best text baseline {b.id} "
+                               f"{det(b):.0%}."))
+        else:
+            out.append(Verdict(f"No activation or SAE probe flags more of {where} than the best "
+                               f"text baseline: {b.id} {det(b):.0%} vs {p.id} {det(p):.0%}.",
+                               warn=True))
+    return out
 
 
 def _link(target: Path, out: Path) -> str | None:
