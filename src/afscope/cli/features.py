@@ -127,10 +127,13 @@ def _describe_max_chars(out: Any) -> int:
     import json
     from pathlib import Path
 
+    from afscope.features.config import DescribeParams
+
+    default = DescribeParams.model_fields["max_chars"].default
     meta = Path(out) / "descriptions.meta.json"
     if meta.exists():
-        return int(json.loads(meta.read_text(encoding="utf-8")).get("max_chars", 1200))
-    return 1200
+        return int(json.loads(meta.read_text(encoding="utf-8")).get("max_chars", default))
+    return default
 
 
 @command.command("cluster")

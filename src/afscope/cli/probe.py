@@ -25,7 +25,7 @@ def _ci(ci: dict | None) -> str:
 @config_command(ProbeTrainConfig)
 def train(cfg: ProbeTrainConfig) -> None:
     """Fit a probe on --cache (layer, features), report CV AUROC, save OUT/probe."""
-    from afscope.probe import ProbeConfig, cross_validate, fit_probe, save_probe
+    from afscope.probe import cross_validate, fit_probe, save_probe
     from afscope.probe.inputs import load_matrix
     from afscope.runs import start_run
 
@@ -33,8 +33,7 @@ def train(cfg: ProbeTrainConfig) -> None:
         m = load_matrix(cfg.cache, cfg.layer, cfg.features)
         run.add_dataset("train", {"cache": str(cfg.cache), "n": int(m.y.size),
                                   "n_pos": int(m.y.sum())})
-        pcfg = ProbeConfig.model_validate(
-            {k: v for k, v in cfg.to_dict().items() if k in ProbeConfig.model_fields})
+        pcfg = cfg.probe_config()
         with run.timer("fit"):
             probe = fit_probe(m.X, m.y, pcfg, feature_space=m.space)
         folder = save_probe(probe, Path(cfg.out) / "probe")
@@ -94,21 +93,21 @@ def evaluate(cfg: ProbeEvalConfig) -> None:
 def sweep_cmd(cfg: ProbeSweepConfig) -> None:
     """CV AUROC over --n-feature-counts x --cs (test AUROC too with --test-cache)."""
     from afscope.fileio import atomic_write_json
-    from afscope.probe import ProbeConfig, sweep
+    from afscope.probe import sweep
+    from afscope.probe.base import space_diffs
     from afscope.probe.inputs import load_matrix
     from afscope.runs import start_run
 
-    pcfg = ProbeConfig.model_validate(
-        {k: v for k, v in cfg.to_dict().items() if k in ProbeConfig.model_fields})
+    pcfg = cfg.probe_config()
     with start_run("probe sweep", cfg.to_dict(), cfg.out) as run:
         m = load_matrix(cfg.cache, cfg.layer, cfg.features)
         test = load_matrix(cfg.test_cache, cfg.layer, cfg.features) if cfg.test_cache else None
-        if test is not None and test.space != m.space:
+        diffs = [] if test is None else space_diffs(m.space, test.space, "train", "test")
+        if diffs:
             from afscope.errors import ArtifactError
 
-            diff = sorted(k for k in m.space if m.space[k] != test.space.get(k))
-            raise ArtifactError(f"{cfg.test_cache}: feature space differs from {cfg.cache} in "
-                                f"{diff}")
+            raise ArtifactError(f"{cfg.test_cache}: feature space differs from {cfg.cache}: "
+                                + "; ".join(diffs))
         counts = [n for n in cfg.n_feature_counts if n < m.X.shape[1]] + [None]
         with run.timer("sweep"):
             points = sweep(m.X, m.y, pcfg, n_features=counts, Cs=cfg.cs, folds=cfg.folds,

@@ -11,7 +11,7 @@ the top-k latents of every masked token (for token highlights in the feature bro
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -19,7 +19,6 @@ import torch
 from afscope.errors import ArtifactError
 
 
-@runtime_checkable
 class LatentEncoder(Protocol):
     """What ``extract`` needs from an SAE: its layer, widths, identity and ``encode``."""
 

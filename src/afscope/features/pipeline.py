@@ -71,6 +71,12 @@ def step_select(X: Any, y: np.ndarray, out_dir: str | Path, params: SelectParams
     return table
 
 
+def selected_ids(out_dir: str | Path) -> list[int]:
+    """Feature ids of ``selected.json`` (empty when classify has not run or chose none)."""
+    path = Path(out_dir) / SELECTED
+    return [int(f) for f in _read_json(path, "classify")["features"]] if path.exists() else []
+
+
 def candidate_ids(out_dir: str | Path) -> list[int]:
     return [int(r["feature"]) for r in _read_json(Path(out_dir) / CANDIDATES, "select")["features"]]
 

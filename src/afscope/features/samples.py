@@ -100,10 +100,9 @@ class TokenPeaks:
         self._row, self._pos = row[order], pos[order]
         self._tok = np.asarray(topk.token_id, dtype=np.int64)[order]
         idx, val = idx[order], val[order]
-        self._starts = {int(r): int(s) for r, s in
-                        zip(*np.unique(self._row, return_index=True))}
-        self._ends = {int(r): int(s) + int(c) for r, s, c in
-                      zip(*np.unique(self._row, return_index=True, return_counts=True))}
+        rows, starts, counts = np.unique(self._row, return_index=True, return_counts=True)
+        self._starts = dict(zip(rows.tolist(), starts.tolist()))
+        self._ends = dict(zip(rows.tolist(), (starts + counts).tolist()))
         flat_feat = idx.reshape(-1)                          # (m*k,)
         keep = np.flatnonzero(np.isin(flat_feat, np.fromiter(features, dtype=np.int64)))
         tok_i = keep // k                                    # token index of each kept entry

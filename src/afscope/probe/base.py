@@ -76,6 +76,12 @@ def _uses_center(center: bool | None, X: Matrix) -> bool:
     return (not sp.issparse(X)) if center is None else center
 
 
+def space_diffs(a: dict[str, Any], b: dict[str, Any], name_a: str, name_b: str) -> list[str]:
+    """Every key where two feature-space identities differ, with both values."""
+    return [f"{k!r} ({name_a} {a.get(k, '<missing>')!r}, {name_b} {b.get(k, '<missing>')!r})"
+            for k in sorted(set(a) | set(b)) if a.get(k, ...) != b.get(k, ...)]
+
+
 class BaseProbe(ClassifierMixin, BaseEstimator):
     """Shared pipeline of every linear probe; subclasses register a head with :func:`register_probe`.
 
@@ -254,8 +260,7 @@ class BaseProbe(ClassifierMixin, BaseEstimator):
             if mine is not None or space is not None:
                 log.warning("probe feature space not checked: one side is unknown")
             return
-        diffs = [f"{k!r} (probe {mine.get(k, '<missing>')!r}, data {space.get(k, '<missing>')!r})"
-                 for k in sorted(set(mine) | set(space)) if mine.get(k, ...) != space.get(k, ...)]
+        diffs = space_diffs(mine, space, "probe", "data")
         if diffs:
             raise ArtifactError("feature space differs from the one the probe was trained on: "
                                 + "; ".join(diffs))

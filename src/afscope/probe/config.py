@@ -60,6 +60,10 @@ class ProbeConfig(BaseConfig):
         "Probability at or above which a sample is flagged as alignment faking."))
     seed: int = Field(0, description="Seed of the solver (saga, liblinear) and of CV folds.")
 
+    def probe_config(self) -> ProbeConfig:
+        """Just the probe's fields, from a command config that extends this one."""
+        return ProbeConfig.model_validate(self.model_dump(include=set(ProbeConfig.model_fields)))
+
     def estimator_params(self) -> dict[str, Any]:
         """Keyword arguments of the estimator class (every field except ``method``)."""
         params = self.model_dump()

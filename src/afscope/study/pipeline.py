@@ -192,6 +192,7 @@ def _model(st: _Study, spec: ModelSpec) -> dict[str, ActivationCache]:
 
 def _autointerp(st: _Study, caches: dict[str, dict[str, ActivationCache]]) -> None:
     from afscope.features import run_autointerp
+    from afscope.features.pipeline import selected_ids
     from afscope.llm import make_backend
 
     cfg = st.cfg.autointerp
@@ -231,7 +232,7 @@ def _autointerp(st: _Study, caches: dict[str, dict[str, ActivationCache]]) -> No
             f"Autointerp: {described} of {len(rows)} feature descriptions by {backend.describe()} "
             f"could be parsed; the rest are counted as parse failures, not guessed. A small local "
             f"model rarely follows the answer format: set autointerp.llm to a stronger backend.")
-    selected = _selected(st.out / "features" / _slug(model) / f"L{layer}")
+    selected = selected_ids(st.out / "features" / _slug(model) / f"L{layer}")
     if selected:
         Xs = {n: c.sae_features(layer, "max")[:, selected] for n, c in caches[model].items()}
         space = {**cache.feature_space(layer, "sae.max"), "selected": selected}
@@ -239,15 +240,6 @@ def _autointerp(st: _Study, caches: dict[str, dict[str, ActivationCache]]) -> No
         st.probe(f"{model}/L{layer}/sae.max[autointerp {len(selected)}]/{probe_label(pcfg)}",
                  "sae", "sae.max (autointerp-selected)", Xs, pcfg, space, model=model,
                  layer=layer)
-
-
-def _selected(folder: Path) -> list[int]:
-    import json
-
-    from afscope.features.pipeline import SELECTED
-
-    path = folder / SELECTED
-    return list(json.loads(path.read_text())["features"]) if path.is_file() else []
 
 
 def run_study(cfg: StudyConfig) -> Path:
