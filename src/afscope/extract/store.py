@@ -167,7 +167,7 @@ class ActivationCache:
     def _read_csr(self, layer: int, values: str) -> Any:
         from scipy import sparse
 
-        self._check_sae_layer(layer)
+        width = self.sae_width(layer)
         self.check_complete()
         blocks = []
         for f in self.chunk_files():
@@ -175,7 +175,7 @@ class ActivationCache:
                 indptr = fh.get_tensor(sae_key(layer, "indptr"))
                 blocks.append(sparse.csr_matrix(
                     (fh.get_tensor(sae_key(layer, values)), fh.get_tensor(sae_key(layer, "indices")),
-                     indptr), shape=(len(indptr) - 1, self.sae_width(layer))))
+                     indptr), shape=(len(indptr) - 1, width)))
         return sparse.vstack(blocks, format="csr")
 
     def sae_features(self, layer: int, stat: str = "max") -> Any:

@@ -45,12 +45,10 @@ def load_inputs(cache: str | Path, layer: int, stat: str, data: str | Path | Non
     (content hashes differ), naming both files.
     """
     from afscope.data import load_dataset
-    from afscope.extract import ActivationCache
+    from afscope.probe.inputs import load_matrix
 
-    ac = ActivationCache(cache)
-    X = ac.sae_features(layer, stat)
-    y = ac.labels
-    records = ac.records()
+    m = load_matrix(cache, layer, f"sae.{stat}")
+    ac, X, y = m.cache, m.X, m.y
     texts: list[str] = []
     info: dict[str, Any] = {}
     if with_texts or data is not None:
@@ -66,6 +64,6 @@ def load_inputs(cache: str | Path, layer: int, stat: str, data: str | Path | Non
         y = ds.labels
         info = ds.info()
     topk = ac.token_topk(layer) if ac.token_k else None
-    return FeatureInputs(X=X, y=y, texts=texts, ids=[str(r["id"]) for r in records],
-                         categories=[str(r["category"]) for r in records], token_topk=topk,
+    return FeatureInputs(X=X, y=y, texts=texts, ids=m.ids,
+                         categories=[str(c) for c in m.categories], token_topk=topk,
                          model=ac.index.get("model"), layer=layer, dataset_info=info)

@@ -18,13 +18,16 @@ from afscope.extract import ActivationCache
 
 @dataclass
 class FeatureMatrix:
-    """``X (n, d)``, labels ``y (n,)``, fine categories, and the identity of the feature space."""
+    """``X (n, d)``, labels ``y (n,)``, record ids and fine categories, the identity of the
+    feature space, and the cache they came from."""
 
     X: Any
     y: np.ndarray
     categories: list[str]
     space: dict[str, Any]
     name: str
+    ids: list[str]
+    cache: ActivationCache
 
 
 def load_matrix(cache: str | Path, layer: int, features: str, name: str | None = None
@@ -38,6 +41,8 @@ def load_matrix(cache: str | Path, layer: int, features: str, name: str | None =
     ac = ActivationCache(cache)
     X = ac.get(layer, which) if kind == "resid" else ac.sae_features(layer, which)
     records = ac.records()
-    return FeatureMatrix(X=X, y=ac.labels, categories=[r["category"] for r in records],
+    return FeatureMatrix(X=X, y=np.array([r["label"] for r in records], dtype=np.int64),
+                         categories=[r["category"] for r in records],
                          space=ac.feature_space(layer, features),
-                         name=name or Path(cache).name)
+                         name=name or Path(cache).name, ids=[str(r["id"]) for r in records],
+                         cache=ac)
