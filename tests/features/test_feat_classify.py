@@ -56,7 +56,7 @@ def test_only_parsed_descriptions_are_classified_and_failures_counted(tmp_path):
         return next((v for k, v in replies.items() if k in user), "no idea")
 
     llm = ScriptedBackend(reply)
-    store = JsonlStore(tmp_path / "c.jsonl")
+    store = JsonlStore(tmp_path / "c.jsonl", key="feature")
     stats = classify_descriptions(rows, llm, store)
     assert stats.done == 2 and stats.parse_failures == 1 and len(llm.prompts) == 2
     got = {r["feature"]: r for r in store.rows()}

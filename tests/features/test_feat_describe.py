@@ -115,7 +115,7 @@ def test_describe_rows_and_determinism(toy, tmp_path):
     rows = []
     for k in range(2):
         llm = ScriptedBackend(oracle_reply)
-        store = JsonlStore(tmp_path / f"d{k}.jsonl")
+        store = JsonlStore(tmp_path / f"d{k}.jsonl", key="feature")
         stats = describe_features(X, y, texts, ids, cats, [0, 1, 5], llm, store, params, seed=3)
         assert stats.done == 3 and stats.parse_failures == 0
         rows.append(store.rows())
@@ -137,7 +137,7 @@ def test_describe_rows_and_determinism(toy, tmp_path):
 def test_describe_counts_parse_failures(toy, tmp_path):
     X, y, texts, ids, cats = toy
     llm = ScriptedBackend(lambda u: "I think it is about values.")
-    store = JsonlStore(tmp_path / "d.jsonl")
+    store = JsonlStore(tmp_path / "d.jsonl", key="feature")
     stats = describe_features(X, y, texts, ids, cats, [0, 2, 5], llm, store)
     assert stats.done == 3 and stats.parse_failures == 3
     assert all(r["status"] == "parse_error" and r["description"] is None for r in store.rows())
@@ -149,12 +149,12 @@ def test_real_transformers_backend_end_to_end(toy, tmp_path, tiny_model_dir):
     cfg = LLMConfig(backend="transformers", model=str(tiny_model_dir), max_tokens=8, batch_size=4,
                     on_error="record")
     llm = make_backend(cfg)
-    store = JsonlStore(tmp_path / "d.jsonl")
+    store = JsonlStore(tmp_path / "d.jsonl", key="feature")
     params = DescribeParams(n_top=2, n_zero=2, max_chars=100)
     stats = describe_features(X, y, texts, ids, cats, [0, 1, 2], llm, store, params, batch_size=2)
     assert stats.done + stats.backend_errors == 3
     assert stats.parse_failures + sum(r["status"] == "ok" for r in store.rows()) == stats.done
     assert stats.parse_failures >= 1
     assert all(r["backend"].startswith("transformers") for r in store.rows())
-    again = describe_features(X, y, texts, ids, cats, [0, 1, 2], llm, JsonlStore(store.path), params)
+    again = describe_features(X, y, texts, ids, cats, [0, 1, 2], llm, JsonlStore(store.path, key="feature"), params)
     assert again.skipped == stats.done and again.done == stats.backend_errors

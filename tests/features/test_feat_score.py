@@ -41,11 +41,11 @@ def test_balanced_accuracy_and_ci():
 def test_scoring_never_reuses_describing_samples(toy, tmp_path):
     X, y, texts, ids, cats = toy
     feats = [0, 1, 2, 5]
-    dstore = JsonlStore(tmp_path / "d.jsonl")
+    dstore = JsonlStore(tmp_path / "d.jsonl", key="feature")
     describe_features(X, y, texts, ids, cats, feats, ScriptedBackend(oracle_reply), dstore,
                       DescribeParams(n_top=5, n_zero=5), seed=0)
     llm = ScriptedBackend(oracle_reply)
-    sstore = JsonlStore(tmp_path / "s.jsonl")
+    sstore = JsonlStore(tmp_path / "s.jsonl", key="feature")
     stats = score_descriptions(X, y, texts, ids, dstore.rows(), llm, sstore,
                                ScoreParams(n_score_pos=6, n_score_neg=6, n_boot=100), seed=0)
     assert stats.done == 4 and stats.parse_failures == 0
@@ -73,8 +73,8 @@ def test_no_held_out_samples_is_recorded_once(tmp_path):
     d = [{"feature": 0, "status": "ok", "description": "x y z",
           "top": [{"row": 0}, {"row": 1}], "zero": [{"row": 2}]}]
     llm = ScriptedBackend(oracle_reply)
-    store = JsonlStore(tmp_path / "s.jsonl")
+    store = JsonlStore(tmp_path / "s.jsonl", key="feature")
     stats = score_descriptions(X, y, ["a", "b", "c", "d"], list("abcd"), d, llm, store)
     assert stats.done == 1 and not llm.prompts and store.get(0)["status"] == "no_samples"
-    again = score_descriptions(X, y, ["a", "b", "c", "d"], list("abcd"), d, llm, JsonlStore(store.path))
+    again = score_descriptions(X, y, ["a", "b", "c", "d"], list("abcd"), d, llm, JsonlStore(store.path, key="feature"))
     assert again.skipped == 1 and again.done == 0

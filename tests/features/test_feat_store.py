@@ -8,14 +8,15 @@ import pytest
 from feat_helpers import ScriptedBackend, oracle_reply
 
 from afscope.errors import ArtifactError
-from afscope.features import DescribeParams, JsonlStore, describe_features
+from afscope.features import DescribeParams, describe_features
 from afscope.features.describe import describe_store
+from afscope.rows import JsonlStore
 
 
 def test_append_read_back_and_refuse_duplicates(tmp_path):
-    s = JsonlStore(tmp_path / "x.jsonl")
+    s = JsonlStore(tmp_path / "x.jsonl", key="feature")
     s.append([{"feature": 1, "v": "a"}, {"feature": 2, "v": "b"}])
-    again = JsonlStore(tmp_path / "x.jsonl")
+    again = JsonlStore(tmp_path / "x.jsonl", key="feature")
     assert [r["feature"] for r in again.rows()] == [1, 2] and 2 in again and 3 not in again
     with pytest.raises(ArtifactError, match="already stored"):
         again.append([{"feature": 2}])
@@ -26,7 +27,7 @@ def test_append_read_back_and_refuse_duplicates(tmp_path):
 def test_truncated_last_line_is_dropped_and_rewritten(tmp_path):
     path = tmp_path / "x.jsonl"
     path.write_text('{"feature": 1}\n{"feature": 2}\n{"feature": 3, "descr')
-    s = JsonlStore(path)
+    s = JsonlStore(path, key="feature")
     assert [r["feature"] for r in s.rows()] == [1, 2]
     assert path.read_text() == '{"feature": 1}\n{"feature": 2}\n'
     s.append([{"feature": 3}])
@@ -37,15 +38,15 @@ def test_corrupt_middle_line_is_an_error(tmp_path):
     path = tmp_path / "x.jsonl"
     path.write_text('{"feature": 1}\nnot json\n{"feature": 2}\n')
     with pytest.raises(ArtifactError, match="line 2"):
-        JsonlStore(path)
+        JsonlStore(path, key="feature")
 
 
 def test_other_settings_refuse_to_resume(tmp_path):
-    s = JsonlStore(tmp_path / "x.jsonl", meta={"n_top": 5})
+    s = JsonlStore(tmp_path / "x.jsonl", key="feature", meta={"n_top": 5})
     s.append([{"feature": 1}])
-    JsonlStore(tmp_path / "x.jsonl", meta={"n_top": 5})
+    JsonlStore(tmp_path / "x.jsonl", key="feature", meta={"n_top": 5})
     with pytest.raises(ArtifactError, match="n_top"):
-        JsonlStore(tmp_path / "x.jsonl", meta={"n_top": 3})
+        JsonlStore(tmp_path / "x.jsonl", key="feature", meta={"n_top": 3})
 
 
 def test_resume_after_kill_neither_redoes_nor_duplicates(toy, tmp_path):
@@ -81,5 +82,5 @@ def test_backend_failures_are_counted_not_written_and_retried(toy, tmp_path):
     assert stats.backend_errors >= 1 and stats.done + stats.backend_errors == 2
     assert "scripted failure" in stats.errors[0]
     stats2 = describe_features(X, y, texts, ids, cats, [0, 1], ScriptedBackend(oracle_reply),
-                               JsonlStore(store.path))
-    assert stats2.done == stats.backend_errors and len(JsonlStore(store.path)) == 2
+                               JsonlStore(store.path, key="feature"))
+    assert stats2.done == stats.backend_errors and len(JsonlStore(store.path, key="feature")) == 2

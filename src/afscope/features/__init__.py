@@ -55,7 +55,8 @@ from afscope.features.selectivity import (
     select_features,
     selectivity,
 )
-from afscope.features.store import JsonlStore, StepStats, run_jobs
+from afscope.llm.jobs import StepStats, run_jobs
+from afscope.rows import JsonlStore
 
 __all__ = [
     "CATEGORIES", "PATTERN_GLOSSES", "AutointerpConfig", "ClassifyConfig", "ClassifyParams",

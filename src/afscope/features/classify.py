@@ -17,8 +17,10 @@ from typing import Any
 
 from afscope.data.synth import AF_PATTERNS
 from afscope.features.describe import ANSWER_KEPT_CHARS, Parsed
-from afscope.features.store import CLASSIFICATIONS, Job, JsonlStore, StepStats, run_jobs
+from afscope.features.store import CLASSIFICATIONS
 from afscope.llm import Completion, LLMBackend, delimit
+from afscope.llm.jobs import Job, StepStats, run_jobs
+from afscope.rows import JsonlStore
 
 CATEGORIES = ("known", "discovery", "unrelated")
 
@@ -140,5 +142,5 @@ def classify_descriptions(
 
 
 def classify_store(out_dir: str | Path) -> JsonlStore:
-    return JsonlStore(Path(out_dir) / CLASSIFICATIONS, meta={"step": "classify",
+    return JsonlStore(Path(out_dir) / CLASSIFICATIONS, key="feature", meta={"step": "classify",
                                                              "known": list(AF_PATTERNS)})

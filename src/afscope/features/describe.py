@@ -26,8 +26,10 @@ from afscope.features.samples import (
     pick_matched_zero,
     pick_top,
 )
-from afscope.features.store import DESCRIPTIONS, Job, JsonlStore, StepStats, run_jobs
+from afscope.features.store import DESCRIPTIONS
 from afscope.llm import Completion, LLMBackend, delimit
+from afscope.llm.jobs import Job, StepStats, run_jobs
+from afscope.rows import JsonlStore
 
 MAX_DESCRIPTION_CHARS = 400
 ANSWER_KEPT_CHARS = 2000
@@ -131,7 +133,7 @@ def describe_features(
     """
     params = params or DescribeParams()
     if isinstance(store, str):
-        store = JsonlStore(store)
+        store = JsonlStore(store, key="feature")
     y = np.asarray(y)
     cols = columns or FeatureColumns(X)
     who = backend.describe()
@@ -167,5 +169,5 @@ def describe_features(
 
 def describe_store(out_dir: Any, params: DescribeParams, seed: int) -> JsonlStore:
     """The descriptions.jsonl store of ``out_dir`` with the settings that shape its rows."""
-    return JsonlStore(Path(out_dir) / DESCRIPTIONS, meta={"step": "describe", "seed": seed,
+    return JsonlStore(Path(out_dir) / DESCRIPTIONS, key="feature", meta={"step": "describe", "seed": seed,
                                                           **step_fields(params, DescribeParams)})

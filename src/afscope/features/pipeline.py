@@ -37,9 +37,9 @@ from afscope.features.describe import describe_features, describe_store
 from afscope.features.samples import FeatureColumns, TokenPeaks
 from afscope.features.score import score_descriptions, score_store
 from afscope.features.selectivity import FeatureTable, select_features
-from afscope.features.store import StepStats
 from afscope.fileio import atomic_write_json
 from afscope.llm import LLMBackend
+from afscope.llm.jobs import StepStats
 
 logger = logging.getLogger(__name__)
 
@@ -109,12 +109,13 @@ def step_classify(backend: LLMBackend, out_dir: str | Path, params: ClassifyPara
 
 
 def describe_store_rows(out_dir: str | Path) -> list[dict[str, Any]]:
-    from afscope.features.store import DESCRIPTIONS, JsonlStore
+    from afscope.features.store import DESCRIPTIONS
+    from afscope.rows import JsonlStore
 
     path = Path(out_dir) / DESCRIPTIONS
     if not path.exists():
         raise ArtifactError(f"{path}: not found; run `afscope features describe` first")
-    return JsonlStore(path).rows()
+    return JsonlStore(path, key="feature").rows()
 
 
 def step_score(X: Any, y: np.ndarray, texts: Sequence[str], ids: Sequence[str],
@@ -153,10 +154,10 @@ def collect_features(out_dir: str | Path, *, model: str | None = None, layer: in
     stats = {int(r["feature"]): r for r in _read_json(out / CANDIDATES, "select")["features"]}
 
     def load(name: str) -> dict[int, dict[str, Any]]:
-        from afscope.features.store import JsonlStore
+        from afscope.rows import JsonlStore
 
         p = out / name
-        return {int(r["feature"]): r for r in JsonlStore(p).rows()} if p.exists() else {}
+        return {int(r["feature"]): r for r in JsonlStore(p, key="feature").rows()} if p.exists() else {}
 
     desc, cls, sc = load("descriptions.jsonl"), load("classifications.jsonl"), load("scores.jsonl")
     theme_of: dict[int, str] = {}
