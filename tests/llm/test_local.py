@@ -176,7 +176,7 @@ def test_bos_added_once_only_where_the_tokenizer_adds_one(tiny_tokenizer):
 
     from tokenizers.processors import TemplateProcessing
 
-    from afscope.llm.local import _encoder
+    from afscope.generate.engine import encoder as _encoder
 
     plain = _encoder(tiny_tokenizer)  # this tokenizer adds no BOS: nothing is added
     assert plain("<s>hi")[0] == tiny_tokenizer.bos_token_id

@@ -11,6 +11,7 @@ on-disk cache; retries with backoff; keys only from environment variables. Wrap 
 (traces) with :func:`delimit` before putting it in a prompt.
 """
 
+from afscope.generate.params import apply_stop
 from afscope.llm.anthropic import AnthropicBackend
 from afscope.llm.base import (
     Completion,
@@ -33,7 +34,6 @@ from afscope.llm.prompts import (
     ChatPrompt,
     Message,
     PromptLike,
-    apply_stop,
     delimit,
     normalize_prompt,
     split_system,

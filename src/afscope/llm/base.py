@@ -22,11 +22,12 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from afscope.errors import BackendError, ConfigError, DataError
+from afscope.generate.params import GenerationParams
 from afscope.llm.cache import ResponseCache, cache_key
 from afscope.llm.prompts import PromptLike, normalize_prompt
 from afscope.llm.retry import RetryPolicy, call_with_retries
@@ -37,41 +38,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 OnError = Literal["raise", "record"]
-
-
-@dataclass(frozen=True)
-class GenerationParams:
-    """Decoding settings; part of the cache key, so two settings never share an answer.
-
-    ``temperature == 0`` means greedy decoding (``do_sample=False`` locally). ``seed`` drives local
-    sampling and is sent to servers that accept one. ``stop`` strings cut the answer before them.
-    """
-
-    temperature: float = 0.0
-    max_tokens: int = 512
-    top_p: float = 1.0
-    seed: int = 0
-    stop: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.temperature <= 2.0:
-            raise ConfigError(f"GenerationParams: field 'temperature': expected 0..2, got {self.temperature}")
-        if self.max_tokens < 1:
-            raise ConfigError(f"GenerationParams: field 'max_tokens': expected >= 1, got {self.max_tokens}")
-        if not 0.0 < self.top_p <= 1.0:
-            raise ConfigError(f"GenerationParams: field 'top_p': expected (0, 1], got {self.top_p}")
-        if isinstance(self.stop, str) or not all(isinstance(s, str) and s for s in self.stop):
-            raise ConfigError("GenerationParams: field 'stop': expected a tuple of non-empty strings")
-        object.__setattr__(self, "stop", tuple(self.stop))
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["stop"] = list(self.stop)
-        return d
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import subprocess
 from collections.abc import Sequence
 from typing import Any
 
+from afscope.generate.params import apply_stop
 from afscope.llm.base import (
     Completion,
     ConcurrentBackend,
@@ -28,7 +29,7 @@ from afscope.llm.base import (
     register_backend,
 )
 from afscope.llm.config import LLMConfig
-from afscope.llm.prompts import apply_stop, split_system
+from afscope.llm.prompts import split_system
 from afscope.llm.retry import PermanentError, TransientError
 
 logger = logging.getLogger(__name__)

@@ -1,13 +1,8 @@
 """Local transformers backend: the offline default (``smollm2-135m-instruct``).
 
-Prompts are rendered with the tokenizer's chat template (``add_generation_prompt=True``; models
-without one get :data:`afscope.models.PLAIN_TEMPLATE`), tokenized without extra special tokens (the
-template already has them; a BOS only where the tokenizer adds one and the template did not),
-sorted by length so a batch wastes little padding, left-padded (decoder
-models continue from the last position) and generated under ``torch.inference_mode()``. Greedy when
-``temperature == 0``; otherwise sampling seeded by ``params.seed`` inside a forked RNG, so the
-caller's global RNG is untouched. Answers are the new tokens only, cut at the first EOS, decoded
-without special tokens.
+Generation is :func:`afscope.generate.generate`: chat template, length-sorted left-padded batches,
+KV cache, greedy when ``temperature == 0``, otherwise per-row seeded sampling (the caller's global
+RNG is untouched and an answer does not depend on its batch).
 
 The model is loaded lazily on the first non-cached prompt, through :func:`afscope.models.load_model`,
 so a fully cached run never loads weights. Passing ``hf_model`` and ``tokenizer`` skips loading
@@ -16,10 +11,9 @@ so a fully cached run never loads weights. Passing ``hf_model`` and ``tokenizer`
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,49 +27,8 @@ from afscope.llm.base import (
 )
 from afscope.llm.cache import ResponseCache
 from afscope.llm.config import LLMConfig
-from afscope.llm.prompts import apply_stop
 
 logger = logging.getLogger(__name__)
-
-
-@contextlib.contextmanager
-def _eval_mode(module: Any) -> Iterator[None]:
-    """Dropout off while generating; the caller's train/eval state is restored afterwards."""
-    was_training = bool(getattr(module, "training", False))
-    module.eval()
-    try:
-        yield
-    finally:
-        if was_training:
-            module.train()
-
-
-def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
-    """EOS ids of both the tokenizer and the model's generation config (chat models often have
-    ``<|im_end|>`` in one and ``</s>`` in the other)."""
-    ids: list[int] = []
-    for value in (getattr(tokenizer, "eos_token_id", None),
-                  getattr(getattr(model, "generation_config", None), "eos_token_id", None)):
-        for v in (value if isinstance(value, (list, tuple)) else [value]):
-            if isinstance(v, int) and v not in ids:
-                ids.append(v)
-    return ids
-
-
-def _encoder(tokenizer: Any) -> Any:
-    """``text -> ids`` that keeps the chat template's own special tokens and adds only a BOS, and
-    only where the tokenizer normally adds one and the rendered text lacks it (Gemma needs its
-    ``<bos>``; ChatML templates already start with their own marker)."""
-    bos = getattr(tokenizer, "bos_token_id", None)
-    adds_bos = bos is not None and tokenizer("a")["input_ids"][:1] == [bos]
-
-    def encode(text: str) -> list[int]:
-        ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
-        if adds_bos and ids[:1] != [bos]:
-            ids.insert(0, bos)
-        return ids
-
-    return encode
 
 
 @register_backend("transformers")
@@ -168,57 +121,14 @@ class TransformersBackend(LLMBackend):
         return render_chat(self.tokenizer, list(messages), add_generation_prompt=True)
 
     def _generate(self, convos: list[list[dict[str, str]]], params: GenerationParams) -> list[Completion]:
-        import torch
+        from afscope.generate import generate
 
         with self._lock:
             lm, tok = self._load()
-            encode = _encoder(tok)
-            ids = [encode(self.render(c)) for c in convos]
-            order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-            results: list[Completion | None] = [None] * len(ids)
-            device = next(lm.parameters()).device
-            rng_devices = [device.index or 0] if device.type == "cuda" else []
-            with torch.inference_mode(), _eval_mode(lm), torch.random.fork_rng(devices=rng_devices):
-                torch.manual_seed(params.seed)
-                for start in range(0, len(order), self.batch_size):
-                    chunk = order[start:start + self.batch_size]
-                    try:
-                        answers = self._generate_batch(lm, tok, [ids[i] for i in chunk], params, device)
-                    except (RuntimeError, ValueError, IndexError) as e:
-                        msg = f"{self.describe()}: generation failed: {type(e).__name__}: {e}"
-                        logger.warning("%s", msg)
-                        answers = [Completion("", "error", error=msg)] * len(chunk)
-                    for i, a in zip(chunk, answers):
-                        results[i] = a
-        return [r for r in results if r is not None]
-
-    def _generate_batch(self, lm: Any, tok: Any, seqs: list[list[int]], params: GenerationParams,
-                        device: Any) -> list[Completion]:
-        import torch
-
-        eos = _eos_ids(lm, tok)
-        pad_id = tok.pad_token_id if tok.pad_token_id is not None else (eos[0] if eos else 0)
-        width = max(len(s) for s in seqs)
-        input_ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)  # (B, T), left-padded
-        attention = torch.zeros((len(seqs), width), dtype=torch.long)
-        for r, s in enumerate(seqs):
-            input_ids[r, width - len(s):] = torch.tensor(s, dtype=torch.long)
-            attention[r, width - len(s):] = 1
-        kwargs: dict[str, Any] = dict(max_new_tokens=params.max_tokens, pad_token_id=pad_id,
-                                      eos_token_id=eos or None)
-        if params.greedy:
-            kwargs["do_sample"] = False
-        else:
-            # top_k=0: plain temperature/top-p sampling, as the HTTP APIs do it.
-            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=0)
-        out = lm.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device), **kwargs)
-        new = out[:, width:].tolist()  # (B, new_tokens): the prompt is stripped
-        eos_set = set(eos)
-        answers = []
-        for row in new:
-            end = next((k for k, t in enumerate(row) if t in eos_set), None)
-            tokens = row if end is None else row[:end]
-            text = tok.decode(tokens, skip_special_tokens=True)
-            text, cut = apply_stop(text, params.stop)
-            answers.append(Completion(text, "stop" if end is not None or cut else "length"))
-        return answers
+            try:
+                gens = generate(lm, tok, convos, params, batch_size=self.batch_size)
+            except (RuntimeError, ValueError, IndexError) as e:
+                msg = f"{self.describe()}: generation failed: {type(e).__name__}: {e}"
+                logger.warning("%s", msg)
+                return [Completion("", "error", error=msg)] * len(convos)
+        return [Completion(g.text, g.finish_reason) for g in gens]

@@ -56,12 +56,6 @@ def split_system(messages: Sequence[Mapping[str, str]]) -> tuple[str | None, lis
     return ("\n\n".join(system) if system else None), rest
 
 
-def apply_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
-    """Cut ``text`` before the earliest stop string; returns (text, whether it was cut)."""
-    cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
-    return (text[:cut], True) if cut >= 0 else (text, False)
-
-
 _TAG = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 
 

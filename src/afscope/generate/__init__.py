@@ -1,0 +1,16 @@
+"""Batched, steerable, reproducible generation (the behaviour lab's engine).
+
+>>> from afscope.generate import GenerationParams, Steering, generate      # doctest: +SKIP
+>>> gens = generate(model, tok, ["Hello!"], GenerationParams(max_tokens=32),
+...                 steering=Steering({12: v}, alpha=4.0, positions="generated"))
+"""
+
+from afscope.generate.engine import Generation, encode_prompts, generate, render_prompt
+from afscope.generate.params import GenerationParams, apply_stop
+from afscope.generate.rows import GenerateStats, generate_rows, parse_shard, row_seed
+from afscope.generate.steering import POSITIONS, Steering
+
+__all__ = [
+    "POSITIONS", "GenerateStats", "Generation", "GenerationParams", "Steering", "apply_stop",
+    "encode_prompts", "generate", "generate_rows", "parse_shard", "render_prompt", "row_seed",
+]
