@@ -12,28 +12,10 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from afscope.config import BaseConfig, load_yaml
-from afscope.llm import LLMConfig
+from afscope.config import BaseConfig
+from afscope.llm.config import LLMConfig, llm_from_flag
 
 Stat = Literal["max", "mean"]
-
-
-def _llm_from_flag(v: Any) -> Any:
-    """``--llm`` takes a YAML file path or an inline YAML mapping (``'{backend: claude-cli}'``)."""
-    if isinstance(v, (str, Path)):
-        text = str(v).strip()
-        if text.endswith((".yaml", ".yml")) and Path(text).is_file():
-            return load_yaml(text)
-        import yaml
-
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise ValueError(f"not a YAML mapping or a .yaml file: {e}") from None
-        if not isinstance(value, dict):
-            raise ValueError("expected a YAML mapping like '{backend: claude-cli}' or a .yaml file")  # noqa: TRY004
-        return value
-    return v
 
 
 def step_fields(cfg: BaseConfig, cls: type[BaseConfig]) -> dict[str, Any]:
@@ -67,7 +49,7 @@ class LLMFields(BaseConfig):
     @field_validator("llm", mode="before")
     @classmethod
     def _parse_llm(cls, v: Any) -> Any:
-        return _llm_from_flag(v)
+        return llm_from_flag(v)
 
     def llm_config(self) -> LLMConfig:
         """The LLM settings with ``on_error='record'`` (a failed item is counted, not fatal)."""

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
-from afscope.config import BaseConfig
+from afscope.config import BaseConfig, load_yaml
 
 if TYPE_CHECKING:
     from afscope.llm.base import GenerationParams
@@ -107,3 +107,22 @@ class LLMConfig(BaseConfig):
             seed=self.seed,
             stop=tuple(self.stop),
         )
+
+
+def llm_from_flag(v: Any) -> Any:
+    """An ``--llm`` flag value (a YAML file path or an inline YAML mapping such as
+    ``'{backend: claude-cli}'``) as a dict for :class:`LLMConfig`; other values pass through."""
+    if isinstance(v, (str, Path)):
+        text = str(v).strip()
+        if text.endswith((".yaml", ".yml")) and Path(text).is_file():
+            return load_yaml(text)
+        import yaml
+
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ValueError(f"not a YAML mapping or a .yaml file: {e}") from None
+        if not isinstance(value, dict):
+            raise ValueError("expected a YAML mapping like '{backend: claude-cli}' or a .yaml file")  # noqa: TRY004
+        return value
+    return v
