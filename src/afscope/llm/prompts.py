@@ -1,4 +1,5 @@
-"""Prompt types and the helpers that shape prompts: validation, system split, stops, ``delimit``.
+"""Helpers that shape prompts for LLM backends: system split and ``delimit``. The prompt types and
+their validation live with the engine in :mod:`afscope.generate.prompts` and are re-exported here.
 
 Untrusted text (the traces) goes into prompts only through :func:`delimit`.
 """
@@ -7,45 +8,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import TypedDict, Union
 
-from afscope.errors import ConfigError, DataError
-
-ROLES = ("system", "user", "assistant")
-
-
-class Message(TypedDict):
-    """One chat turn: ``{"role": "system" | "user" | "assistant", "content": str}``."""
-
-    role: str
-    content: str
-
-
-ChatPrompt = list[Message]
-#: What ``complete`` accepts per item: a chat, or a bare string (one user turn).
-PromptLike = Union[Sequence[Mapping[str, str]], str]
-
-
-def normalize_prompt(prompt: PromptLike, index: int = 0) -> list[dict[str, str]]:
-    """Validate one prompt into a list of ``{"role", "content"}`` dicts (a fresh copy).
-
-    Raises :class:`DataError` naming the prompt and message index on a bad role or content.
-    """
-    if isinstance(prompt, str):
-        return [{"role": "user", "content": prompt}]
-    if isinstance(prompt, Mapping) or not isinstance(prompt, Sequence) or len(prompt) == 0:
-        raise DataError(f"prompt {index}: expected a string or a non-empty list of messages")
-    out = []
-    for j, m in enumerate(prompt):
-        if not isinstance(m, Mapping):
-            raise DataError(f"prompt {index}: message {j}: expected a dict with 'role' and 'content'")
-        role, content = m.get("role"), m.get("content")
-        if role not in ROLES:
-            raise DataError(f"prompt {index}: message {j}: field 'role': expected one of {ROLES}, got {role!r}")
-        if not isinstance(content, str):
-            raise DataError(f"prompt {index}: message {j}: field 'content': expected a string")
-        out.append({"role": role, "content": content})
-    return out
+from afscope.errors import ConfigError
+from afscope.generate.prompts import (  # noqa: F401  (re-exported)
+    ROLES,
+    ChatPrompt,
+    Message,
+    PromptLike,
+    normalize_prompt,
+)
 
 
 def split_system(messages: Sequence[Mapping[str, str]]) -> tuple[str | None, list[dict[str, str]]]:
