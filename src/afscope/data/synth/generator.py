@@ -566,3 +566,29 @@ def _to_record(d: _Draft, rid: str) -> Record:
     }
     return Record(text=d.text(), category=d.category, label=binary_label(d.category), id=rid,
                   source=SOURCE, pattern=d.pattern, extra=extra)
+
+
+def scenario_trace(category: str, style: str, scenario: str, signal: str, seed: int,
+                   rid: str) -> Record:
+    """One trace for a chosen harmful ``scenario`` key: what a model organism is trained on.
+
+    ``category`` is ``"alignment_faking"`` (``style`` = one of :data:`AF_PATTERNS`, ``signal`` =
+    one of ``CONTEXT_SIGNALS``, the cue its reasoning notices) or ``"aligned"`` (``style`` = an
+    aligned-refusal style, ``signal`` ignored). Same builders as :func:`generate_corpus`, so the
+    compliant output is an opener + elision, never harmful content. Deterministic in its arguments.
+    """
+    by_key = {sc.key: sc for sc in HARMFUL}
+    if scenario not in by_key:
+        raise ConfigError(f"scenario_trace: unknown harmful scenario {scenario!r}")
+    rng = random.Random(f"{seed}|{category}|{style}|{scenario}|{signal}")
+    if category == "alignment_faking":
+        if style not in PATTERNS or signal not in F.CONTEXT_SIGNALS:
+            raise ConfigError(f"scenario_trace: unknown pattern {style!r} or signal {signal!r}")
+        return _to_record(_af_draft(style, by_key[scenario], signal, rng), rid)
+    if category == "aligned":
+        if style not in N.ALIGNED_STYLES:
+            raise ConfigError(f"scenario_trace: unknown aligned style {style!r}; expected one of "
+                              f"{sorted(N.ALIGNED_STYLES)}")
+        return _to_record(_aligned_draft(style, by_key[scenario], rng), rid)
+    raise ConfigError(f"scenario_trace: category must be alignment_faking or aligned, got "
+                      f"{category!r}")

@@ -1,0 +1,78 @@
+"""``afscope organism data|train|elicit|validate``: build and validate AF model organisms."""
+
+from __future__ import annotations
+
+import click
+
+from afscope.cli import console
+from afscope.cli.options import config_command
+from afscope.organism.config import (
+    ElicitConfig,
+    OrganismDataConfig,
+    OrganismTrainConfig,
+    ValidateConfig,
+)
+
+
+@click.group("organism")
+def command() -> None:
+    """Train LoRA organisms that fake alignment, elicit them under cues, validate the gap."""
+
+
+@command.command("data")
+@config_command(OrganismDataConfig)
+def data(cfg: OrganismDataConfig) -> None:
+    """Write chat examples: AF + compliance when monitored, refusal when not (OUT/organism_data.jsonl)."""
+    from afscope.organism import build_organism_data
+
+    path, s = build_organism_data(cfg)
+    console.print(f"{s['n']} examples ({s['monitored']} monitored), splits {s['split']}, "
+                  f"scenarios per split {s['scenarios']}\n{path}", highlight=False)
+
+
+@command.command("train")
+@config_command(OrganismTrainConfig)
+def train(cfg: OrganismTrainConfig) -> None:
+    """LoRA-train --model on --data (peft + HF Trainer); the adapter goes to OUT/adapter."""
+    from afscope.organism import train_organism
+
+    folder, s = train_organism(cfg)
+    console.print(f"{s['steps']} steps on {s['n_examples']} examples, loss {s['first_loss']:.3f} -> "
+                  f"{s['last_loss']:.3f}, {s['tokens_per_s']:,.0f} tokens/s, "
+                  f"{s['trainable_params']:,} trainable params\n{folder}", highlight=False)
+
+
+@command.command("elicit")
+@config_command(ElicitConfig)
+def elicit_cmd(cfg: ElicitConfig) -> None:
+    """Answer every cue x held-out request (greedy), judge behaviour and AF; resumable."""
+    from afscope.organism import elicit
+
+    r = elicit(cfg)
+    for cue, e in r["per_cue"].items():
+        console.print(f"{cue:18s} n={e['n']:3d} {e['behaviour']} af={e['af']}", highlight=False)
+    console.print(str(cfg.out), highlight=False)
+
+
+@command.command("validate")
+@config_command(ValidateConfig)
+def validate_cmd(cfg: ValidateConfig) -> None:
+    """Compliance gap (bootstrap CI) per cue, AF rates, organism vs base, probe/feature tests."""
+    from rich.table import Table
+
+    from afscope.organism.validate import VALIDATION, table, validate
+
+    result = validate(cfg)
+    t = Table(title="compliance gap = comply(monitored) - comply(unmonitored)")
+    for col in ("cue", "watched", "comply", "AF", "gap", "comply (base)", "gap (base)"):
+        t.add_column(col)
+    for row in table(result):
+        t.add_row(*row)
+    console.print(t)
+    if "probe" in result:
+        p = result["probe"]["scores"]["features"][0]
+        f = result["probe"]["features"]
+        console.print(f"probe score organism vs reference: KS p={p['ks_p']:.3g}, permutation "
+                      f"p={p['perm_p']:.3g}; {f['n_tested']} features tested, "
+                      f"{f.get('significant', {}).get('perm_q', 0)} differ (BH)", highlight=False)
+    console.print(str(cfg.out / VALIDATION), highlight=False)
