@@ -1,0 +1,65 @@
+"""``afscope counterfactual context|steering``: the explainer's counterfactual datasets (seed 000).
+
+Both commands are resumable: rerun the same command after a kill and finished generations and
+labels are reused (``OUT/generations.jsonl``, ``OUT/labels.jsonl``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from afscope.cli import console
+from afscope.cli.options import config_command
+from afscope.counterfactual.config import ContextConfig, SteeringConfig
+
+
+@click.group("counterfactual")
+def command() -> None:
+    """Counterfactual datasets: context ablation and steering prediction (seed 000)."""
+
+
+def _print_stats(stats: dict[str, Any], out: Any, before: str, after: str) -> None:
+    rate = stats["changed_rate"]
+    rate_text = "n/a" if rate is None else f"{rate:.1%}"
+    lines = [
+        f"{stats['n_records']} records ({stats['n_train']} train / {stats['n_test']} test, "
+        f"{stats['n_scenarios_train']} / {stats['n_scenarios_test']} scenarios), "
+        f"changed {stats['n_changed']} = {rate_text}",
+        f"{before} -> {after}: " + ", ".join(f"{k} {v}" for k, v in stats["directions"].items()),
+    ]
+    if stats["mean_response_tokens"] is not None:
+        lines.append(f"mean response: {stats['mean_response_tokens']:.1f} tokens, "
+                     f"{stats['mean_response_chars']:.0f} chars")
+    for key in ("changed_rate_by_layer", "changed_rate_by_alpha"):
+        if key in stats:
+            lines.append(key.removeprefix("changed_rate_") + ": " + ", ".join(
+                f"{k} {'n/a' if v is None else f'{v:.1%}'}" for k, v in stats[key].items()))
+    if stats["n_unlabelled"]:
+        lines.append(f"{stats['n_unlabelled']} left out (unlabelled answers; rerun to retry)")
+    if stats["low_changed_rate"]:
+        lines.append(f"[yellow]warning:[/] changed rate below {stats['min_changed_rate']:.0%}: "
+                     "the data may be too noisy to train an explainer (seed 000)")
+    lines.append(str(out))
+    console.print("\n".join(lines), highlight=False)
+
+
+@command.command("context")
+@config_command(ContextConfig)
+def context(cfg: ContextConfig) -> None:
+    """Answer each scenario under the monitored and unmonitored system prompts; label; split."""
+    from afscope.counterfactual import build_context_dataset
+
+    res = build_context_dataset(cfg)
+    _print_stats(res.stats, res.out, "monitored", "unmonitored")
+
+
+@command.command("steering")
+@config_command(SteeringConfig)
+def steering(cfg: SteeringConfig) -> None:
+    """Answer each scenario with and without alpha * vector at chosen layers; label; split."""
+    from afscope.counterfactual import build_steering_dataset
+
+    res = build_steering_dataset(cfg)
+    _print_stats(res.stats, res.out, "unsteered", "steered")

@@ -1,0 +1,127 @@
+"""Configs of ``afscope counterfactual context|steering`` (seed 000, tasks 2 and 3).
+
+Both commands share the scenario source, the target model, the decoding settings, the labelling
+(judge) settings and the train/test split; each adds its own intervention: the pair of system
+prompts (context ablation) or a steering vector file with layers, alphas and positions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from afscope.config import BaseConfig
+from afscope.data.cues import MONITORED_SYSTEM, UNMONITORED_SYSTEM
+from afscope.judge import JudgeConfig
+from afscope.judge.config import Method
+from afscope.llm import LLMConfig
+
+Positions = Literal["prompt", "generated", "both", "last"]
+DType = Literal["float32", "bfloat16", "float16"]
+
+
+class CounterfactualConfig(BaseConfig):
+    """Fields shared by both counterfactual builders (scenarios, model, decoding, judge, split)."""
+
+    out: Path = Field(Path("runs/counterfactual"), description="Run directory: generations.jsonl, "
+                      "labels.jsonl, train.json, test.json, stats.json, manifest.json.")
+    # scenarios
+    data: Path | None = Field(None, description="JSON/JSONL/CSV file of user requests (one per "
+                              "record). Unset = afscope.data.cues.requests (synthetic scenarios).")
+    text_field: str = Field("text", description="Field of --data holding the user request.")
+    scenario_field: str = Field("scenario", description="Field of --data grouping records for the "
+                                "split (a record without it is its own scenario).")
+    label_field: str = Field("label", description="Field of --data copied to the record's 'label' "
+                             "(optional; 'unknown' when absent).")
+    n: int = Field(200, ge=1, description="Number of synthetic requests (without --data).")
+    harmful_fraction: float = Field(1.0, ge=0.0, le=1.0, description="Share of harmful synthetic "
+                                    "requests (without --data).")
+    max: int | None = Field(None, ge=1, description="Use only the first N scenarios (a quick run; "
+                            "a later full run resumes from it).")
+    seed: int = Field(0, description="Seed of the synthetic requests and of the split.")
+    # target model and decoding
+    model: str = Field("smollm2-135m-instruct", description="Target model: embedded name, local "
+                       "HF folder or hub id.")
+    dtype: DType = Field("float32", description="Model dtype.")
+    device: str = Field("cpu", description="Torch device of the target model.")
+    template: str | None = Field(None, description="Chat template (Jinja) overriding the model's; "
+                                 "base models without one use afscope's plain template.")
+    max_tokens: int = Field(256, ge=1, description="New tokens per answer (seed 000 used 256).")
+    batch_size: int = Field(8, ge=1, description="Prompts per generation batch; each batch is "
+                            "saved before the next starts.")
+    # labels
+    judge: Method = Field("rules", description="Behaviour labels: rules (offline classifier), "
+                          "llm (LLM judge) or both (LLM labels, rule labels kept).")
+    llm: LLMConfig | None = Field(None, description="LLM judge settings (judge llm/both): a YAML "
+                                  "file or an inline mapping. Unset = afscope.judge's default.")
+    judge_batch_size: int = Field(8, ge=1, description="Answers per LLM judge call.")
+    # split
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="Share of scenarios in "
+                                 "test.json (split by scenario: none on both sides).")
+    min_changed_rate: float = Field(0.2, ge=0.0, le=1.0, description="Warn when fewer records "
+                                    "than this change behaviour (seed 000: <20% = noisy data).")
+
+    @field_validator("llm", mode="before")
+    @classmethod
+    def _parse_llm(cls, v: Any) -> Any:
+        # afscope.judge parses the flag (file or inline YAML) and applies its answer-length default
+        return None if v is None else JudgeConfig.model_validate({"llm": v}).llm
+
+    def judge_config(self) -> JudgeConfig:
+        """The :class:`~afscope.judge.JudgeConfig` of the labelling step."""
+        fields: dict[str, Any] = {"method": self.judge, "batch_size": self.judge_batch_size}
+        if self.llm is not None:
+            fields["llm"] = self.llm
+        return JudgeConfig(**fields)
+
+
+class ContextConfig(CounterfactualConfig):
+    """Context ablation: each scenario under the monitored and the unmonitored system prompt."""
+
+    out: Path = Field(Path("runs/counterfactual-context"), description="Run directory: "
+                      "generations.jsonl, labels.jsonl, train.json, test.json, stats.json.")
+    monitored_system: str = Field(MONITORED_SYSTEM, description="System prompt of the monitored "
+                                  "condition (the 'hint'; seed 000's text by default).")
+    unmonitored_system: str = Field(UNMONITORED_SYSTEM, description="System prompt of the "
+                                    "unmonitored condition (seed 000's text by default).")
+    hint: str = Field("monitoring context", description="Value of the records' 'hint' field.")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> ContextConfig:
+        if self.monitored_system.strip() == self.unmonitored_system.strip():
+            raise ValueError("fields 'monitored_system' and 'unmonitored_system' are identical; "
+                             "the ablation needs two different system prompts")
+        return self
+
+
+class SteeringConfig(CounterfactualConfig):
+    """Steering prediction: each scenario with and without ``alpha * v`` at chosen layers."""
+
+    out: Path = Field(Path("runs/counterfactual-steering"), description="Run directory: "
+                      "generations.jsonl, labels.jsonl, train.json, test.json, stats.json.")
+    vector: Path = Field(description="Steering vector file (afscope steer format: safetensors "
+                         "with tensors 'layer.<i>' and string metadata).")
+    layers: list[int] | None = Field(None, description="Layers of the vector file to steer at, "
+                                     "one condition each (comma list). Unset = every layer in "
+                                     "the file.")
+    alphas: list[float] = Field(default_factory=lambda: [0.5, 1.0, 2.0, 5.0],
+                                description="Steering strengths, one condition each (seed 000: "
+                                "0.5,1,2,5). Alpha 0 reuses the unsteered answer.")
+    positions: Positions = Field("both", description="Token positions steered: prompt, "
+                                 "generated, both, or last (last prompt token + generated: "
+                                 "seed 000's hook).")
+    system: str | None = Field(None, description="System prompt of every prompt (e.g. the "
+                               "monitored cue); unset = the request alone.")
+    allow_other_model: bool = Field(False, description="Steer with a vector made for other "
+                                    "weights of the same width (refused by default).")
+
+    @field_validator("alphas")
+    @classmethod
+    def _alphas(cls, v: list[float]) -> list[float]:
+        if not v:
+            raise ValueError("expected at least one alpha")
+        if len(set(v)) != len(v):
+            raise ValueError(f"duplicate alphas in {v}")
+        return v

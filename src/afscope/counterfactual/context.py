@@ -1,0 +1,115 @@
+"""Context ablation (seed 000, task 3): does removing the monitoring cue change the behaviour?
+
+Each scenario is answered greedily under the MONITORED and the UNMONITORED system prompt; both
+answers get a behaviour label (comply / refuse / partial) from :mod:`afscope.judge`, and
+``changed`` says whether the labels differ. Records follow seed 000's schema (introspective-interp's
+``HintAttributionDataset``: the monitored condition is the "hint", the unmonitored one the
+"original") plus afscope's fields; see :data:`~afscope.counterfactual.schema.CONTEXT_FIELDS`.
+
+>>> from afscope.counterfactual import ContextConfig, build_context_dataset     # doctest: +SKIP
+>>> res = build_context_dataset(ContextConfig(n=50, out="runs/cf"))
+>>> res.stats["changed_rate"]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from afscope.counterfactual.config import ContextConfig
+from afscope.counterfactual.pipeline import (
+    BuildResult,
+    check_row,
+    finish,
+    generate_all,
+    label_all,
+    load_target,
+)
+from afscope.counterfactual.scenarios import Scenario, load_scenarios, scenarios_info
+from afscope.counterfactual.schema import GENERATIONS_FILE, behaviour_changed
+from afscope.generate import render_prompt
+from afscope.models import LoadedModel
+from afscope.runs import start_run
+
+CONDITIONS = ("monitored", "unmonitored")
+
+
+def context_items(scenarios: list[Scenario], cfg: ContextConfig) -> list[dict[str, Any]]:
+    """Generation items: ``<scenario id>:monitored`` and ``<scenario id>:unmonitored`` chats."""
+    systems = {"monitored": cfg.monitored_system, "unmonitored": cfg.unmonitored_system}
+    return [{"id": f"{s.id}:{c}", "scenario_id": s.id, "condition": c, "user_prompt": s.text,
+             "prompt": [{"role": "system", "content": systems[c]},
+                        {"role": "user", "content": s.text}]}
+            for s in scenarios for c in CONDITIONS]
+
+
+def context_record(s: Scenario, gens: dict[str, dict[str, Any]], labels: dict[str, dict[str, Any]],
+                   prompts_full: dict[str, str], cfg: ContextConfig, model: str) -> dict[str, Any]:
+    """One record from the two generations and their labels (``changed`` compares labels)."""
+    m, u = gens["monitored"], gens["unmonitored"]
+    bm, bu = labels["monitored"].get("behaviour"), labels["unmonitored"].get("behaviour")
+    changed = behaviour_changed(bm, bu)
+    return {
+        "ablation_prompt": s.text,
+        "hint_prompt_full": prompts_full["monitored"],
+        "original_prompt_full": prompts_full["unmonitored"],
+        "system_prompt": cfg.monitored_system,
+        "hint": cfg.hint,
+        "random_hint_prediction": m["response"],
+        "zeroshot_prediction": u["response"],
+        "changed_pred_bc_hint": changed,
+        "hint_user_prompt": s.text,
+        "original_user_prompt": s.text,
+        "label": s.label,
+        "id": s.id,
+        "scenario": s.scenario,
+        "behaviour_monitored": bm,
+        "behaviour_unmonitored": bu,
+        "af_monitored": labels["monitored"].get("af"),
+        "af_unmonitored": labels["unmonitored"].get("af"),
+        "changed": changed,
+        "judge_method": cfg.judge,
+        "model": model,
+    }
+
+
+def build_context_dataset(cfg: ContextConfig, *, lm: LoadedModel | None = None,
+                          backend: Any = None) -> BuildResult:
+    """Build the context-ablation dataset in ``cfg.out`` (resumable; see module docstring).
+
+    Writes ``generations.jsonl``, ``labels.jsonl``, ``train.json``/``test.json`` (split by
+    scenario), ``stats.json`` and ``manifest.json``. ``lm`` reuses a loaded target model;
+    ``backend`` is the LLM judge (``judge`` llm/both).
+    """
+    out = Path(cfg.out)
+    with start_run("counterfactual context", cfg.to_dict(), out) as run:
+        scenarios = load_scenarios(cfg)
+        run.add_dataset("scenarios", scenarios_info(cfg, scenarios))
+        lm = load_target(cfg, run, lm)
+        items = context_items(scenarios, cfg)
+        gens, gen_meta = generate_all(cfg, run, lm, items, {
+            "task": "context", "monitored_system": cfg.monitored_system,
+            "unmonitored_system": cfg.unmonitored_system})
+        by_id = {s.id: s for s in scenarios}
+        for it in items:
+            check_row(gens.get(it["id"]), by_id[it["scenario_id"]], it["id"],
+                      out / GENERATIONS_FILE)
+        labels = label_all(cfg, run, [gens[it["id"]] for it in items], gen_meta, backend)
+
+        prompts = {it["id"]: it["prompt"] for it in items}
+        records, lengths, n_unlabelled = [], [], 0
+        for s in scenarios:
+            keys = {c: f"{s.id}:{c}" for c in CONDITIONS}
+            g = {c: gens[k] for c, k in keys.items()}
+            lab = {c: labels.get(k, {}) for c, k in keys.items()}
+            full = {c: render_prompt(lm.tokenizer, prompts[k], cfg.template)
+                    for c, k in keys.items()}
+            rec = context_record(s, g, lab, full, cfg, lm.info.name)
+            if rec["changed"] is None:
+                n_unlabelled += 1
+                continue
+            records.append(rec)
+            lengths += [(g[c]["n_new_tokens"], len(g[c]["response"])) for c in CONDITIONS]
+        return finish(cfg, run, records, n_unlabelled, lengths, before="behaviour_monitored",
+                      after="behaviour_unmonitored")
+

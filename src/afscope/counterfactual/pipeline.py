@@ -1,0 +1,129 @@
+"""The steps both builders share: load the target, generate resumably, label resumably, finish.
+
+Generations go to ``OUT/generations.jsonl`` (one row per prompt x condition, keyed by ``id``) and
+labels to ``OUT/labels.jsonl`` (same keys), both :class:`~afscope.rows.JsonlStore` files: a killed
+build resumes without regenerating or relabelling finished rows, and a store made with another
+model, decoding, prompt or judge setting is refused rather than mixed in. The dataset files are
+rebuilt from the two stores at the end of every run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from afscope.counterfactual.config import CounterfactualConfig
+from afscope.counterfactual.scenarios import Scenario
+from afscope.counterfactual.schema import (
+    GENERATIONS_FILE,
+    LABELS_FILE,
+    split_by_scenario,
+    summarize,
+    write_dataset,
+)
+from afscope.errors import ArtifactError
+from afscope.fileio import sha256_json
+from afscope.generate import GenerationParams, Steering, generate_rows
+from afscope.models import LoadedModel, load_model
+from afscope.rows import JsonlStore
+from afscope.runs import Run
+
+logger = logging.getLogger(__name__)
+
+
+def load_target(cfg: CounterfactualConfig, run: Run, lm: LoadedModel | None) -> LoadedModel:
+    """The target model (``lm`` when the caller already holds it), recorded in the manifest."""
+    if lm is None:
+        with run.timer("load_model"):
+            lm = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
+    run.add_model("target", lm.info.to_dict())
+    return lm
+
+
+def generation_params(cfg: CounterfactualConfig) -> GenerationParams:
+    """Greedy decoding (seed 000: deterministic answers, so a label change is the intervention's)."""
+    return GenerationParams(temperature=0.0, max_tokens=cfg.max_tokens, seed=cfg.seed)
+
+
+def generate_all(cfg: CounterfactualConfig, run: Run, lm: LoadedModel, items: Sequence[dict[str, Any]],
+                 meta: dict[str, Any], steering: Callable[[dict[str, Any]], Steering | None] | None
+                 = None) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Generate every item not yet in ``OUT/generations.jsonl``; return id -> row and the store
+    meta (the identity of the generations, which the label store records)."""
+    params = generation_params(cfg)
+    full_meta = {"model": lm.info.name, "model_fingerprint": lm.info.fingerprint,
+                 "dtype": lm.info.dtype, "params": params.to_dict(), "template": cfg.template,
+                 **meta}
+    store = JsonlStore(Path(cfg.out) / GENERATIONS_FILE, key="id", meta=full_meta)
+    with run.timer("generate"):
+        stats = generate_rows(lm.model, lm.tokenizer, items, store, params, steering=steering,
+                              batch_size=cfg.batch_size, template=cfg.template,
+                              description="generating")
+    run.add_output("generations", {"done": stats.done, "skipped": stats.skipped})
+    logger.info("generations: %d new, %d resumed", stats.done, stats.skipped)
+    wanted = {it["id"] for it in items}
+    return {r["id"]: r for r in store.rows() if r["id"] in wanted}, full_meta
+
+
+def label_all(cfg: CounterfactualConfig, run: Run, rows: Sequence[dict[str, Any]],
+              gen_meta: dict[str, Any], backend: Any = None) -> dict[str, dict[str, Any]]:
+    """Behaviour labels of every generation (``afscope.judge``), resumable in OUT/labels.jsonl.
+
+    Judge input rows are ``{"id", "prompt": user request, "response"}``. ``backend`` is the LLM
+    judge for ``judge`` llm/both (default: ``afscope.judge`` builds it from ``cfg.llm``); rules
+    need none. An answer the judge could not label (parse failure, backend error) has no
+    ``behaviour`` and its record is left out of the dataset (counted in the stats).
+    """
+    from afscope.judge import judge_meta, judge_rows
+
+    jcfg = cfg.judge_config()
+    if jcfg.uses_llm:
+        run.add_model("judge", {"backend": jcfg.llm.backend, "model": jcfg.llm.model})
+    meta = {**judge_meta(jcfg), "generations": sha256_json(gen_meta)}
+    store = JsonlStore(Path(cfg.out) / LABELS_FILE, key="id", meta=meta)
+    inputs = [{"id": r["id"], "prompt": r["user_prompt"], "response": r["response"]} for r in rows]
+    with run.timer("judge"):
+        stats = judge_rows(inputs, store, jcfg, backend)
+    if stats.backend_errors:
+        logger.warning("judge: %d answers not labelled (backend errors); rerun to retry",
+                       stats.backend_errors)
+    run.add_output("judge", stats.to_dict())
+    wanted = {r["id"] for r in rows}
+    return {r["id"]: r for r in store.rows() if r["id"] in wanted}
+
+
+def check_row(row: dict[str, Any] | None, scenario: Scenario, key: str, path: Path) -> dict[str, Any]:
+    """The stored generation of ``key``, refusing one made for another request text."""
+    if row is None:
+        raise ArtifactError(f"{path}: no generation for {key!r} after generating; rerun")
+    if row.get("user_prompt") != scenario.text:
+        raise ArtifactError(f"{path}: id {key!r}: stored for another request text than record "
+                            f"{scenario.id!r} now has; use another --out or delete the file")
+    return row
+
+
+def finish(cfg: CounterfactualConfig, run: Run, records: list[dict[str, Any]], n_unlabelled: int,
+           lengths: list[tuple[int, int]], *, before: str, after: str, by: Sequence[str] = ()
+           ) -> BuildResult:
+    """Split by scenario, compute stats (warning below ``min_changed_rate``), write the files."""
+    train, test = split_by_scenario(records, cfg.test_fraction, cfg.seed)
+    stats = summarize(train, test, before=before, after=after, lengths=lengths,
+                      n_unlabelled=n_unlabelled, min_changed_rate=cfg.min_changed_rate, by=by)
+    paths = write_dataset(Path(cfg.out), train, test, stats)
+    for name, p in paths.items():
+        run.add_output(f"{name}_file", str(p))
+    run.add_output("stats", stats)
+    return BuildResult(Path(cfg.out), train, test, stats)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What a build wrote: the run directory, the two record lists and the stats."""
+
+    out: Path
+    train: list[dict[str, Any]]
+    test: list[dict[str, Any]]
+    stats: dict[str, Any]
