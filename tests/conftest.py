@@ -37,6 +37,16 @@ def _seed_everything() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run single-threaded: on a loaded 2-core machine intra-op threads spin against
+    each other (a 4-layer d=32 forward took 0.5 s with 2 threads, 5 ms with 1)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
     return build_tokenizer()

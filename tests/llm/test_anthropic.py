@@ -135,7 +135,7 @@ def test_non_text_blocks_are_ignored(server, sleeps):
 def test_concurrency_order_and_cache(server, sleeps, tmp_path):
     def script(req: Recorded, n: int) -> Reply:
         p = req.body["messages"][0]["content"]
-        return Reply(body=ok(f"<{p}>"), delay=0.1 if int(p) < 3 else 0.02)
+        return Reply(body=ok(f"<{p}>"), delay=0.4 if int(p) < 3 else 0.02)
 
     server.script = script
     llm = backend(server, sleeps, concurrency=3, cache=tmp_path / "c")

@@ -49,18 +49,24 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
 
 def _register() -> None:
     from afscope.cli import (
+        counterfactual,
         data,
         demo,
         extract,
         features,
+        generate,
+        judge,
         models,
+        organism,
         probe,
         report,
         sae,
+        steer,
         study,
     )
 
-    for mod in (data, models, extract, sae, probe, features, study, report, demo):
+    for mod in (data, models, generate, extract, sae, probe, features, judge, steer, organism,
+                counterfactual, study, report, demo):
         main.add_command(mod.command)
 
 

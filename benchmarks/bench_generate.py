@@ -1,0 +1,155 @@
+"""Benchmark ``afscope.generate.generate`` against the per-prompt ``model.generate`` loop of the seeds.
+
+What is compared, and why
+-------------------------
+Seeds 000 and 003 generate one prompt at a time (``for q in questions: model.generate(...)``).
+The engine renders the same chat prompts, sorts them by length, left-pads batches and decodes them
+together with the KV cache. Both phases run greedy, fp32, on ``smollm2-135m-instruct`` (the
+embedded chat model), over the same ``--n`` chat prompts (a monitoring cue system prompt + a
+request from the synthetic scenarios), ``--new-tokens`` new tokens at most, each phase in its own
+spawned process (timings and memory are its own; the model is loaded before the clock starts).
+
+Printed: wall time, new tokens and tokens/s of each phase, peak RSS above the phase's start and
+``ru_maxrss``; how many prompts gave the identical token sequence in both (greedy decoding: all of
+them, barring fp32 near-ties); the LoRA training throughput of ``afscope organism train`` when
+``--lora-steps`` > 0; last the line ``ratio_vs_naive=<engine tokens/s / loop tokens/s>``. Nothing
+asserts a timing. Usage::
+
+    python benchmarks/bench_generate.py            # 64 prompts x 64 new tokens
+    python benchmarks/bench_generate.py --quick    # smoke check (8 prompts x 16 tokens)
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+MODEL = "smollm2-135m-instruct"
+
+
+def prompts(n: int) -> list[list[dict[str, str]]]:
+    from afscope.data.cues import CUES, cue_messages, requests
+
+    cues = list(CUES)
+    return [cue_messages(cues[i % len(cues)], r.text)
+            for i, r in enumerate(requests(n, seed=0, harmful_fraction=0.5))]
+
+
+def _phase(kind: str, n: int, new_tokens: int, batch_size: int, threads: int) -> dict[str, Any]:
+    import torch
+    from _common import RssSampler, cpu_seconds, maxrss_bytes
+
+    torch.set_num_threads(threads)
+    from afscope.generate import GenerationParams, encode_prompts, generate
+    from afscope.generate.engine import eos_ids
+    from afscope.models import load_model
+
+    loaded = load_model(MODEL)
+    model, tok = loaded.model, loaded.tokenizer
+    chats = prompts(n)
+    ids = encode_prompts(tok, chats)
+    eos = eos_ids(model, tok)
+    outs: list[list[int]] = []
+    with RssSampler() as rss:
+        t0, c0 = time.perf_counter(), cpu_seconds()
+        if kind == "naive":
+            with torch.inference_mode():
+                for seq in ids:
+                    out = model.generate(input_ids=torch.tensor([seq]), max_new_tokens=new_tokens,
+                                         do_sample=False, pad_token_id=tok.pad_token_id or eos[0],
+                                         eos_token_id=eos)
+                    row = out[0, len(seq):].tolist()
+                    end = next((k for k, t in enumerate(row) if t in eos), len(row))
+                    outs.append(row[:end])
+        else:
+            gens = generate(model, tok, chats, GenerationParams(max_tokens=new_tokens),
+                            batch_size=batch_size)
+            outs = [g.token_ids for g in gens]
+        wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+    return {"kind": kind, "wall_s": wall, "cpu_s": cpu, "tokens": sum(map(len, outs)),
+            "outs": outs, "rss_peak": rss.peak - rss.baseline, "maxrss": maxrss_bytes()}
+
+
+def _lora_phase(steps: int, threads: int) -> dict[str, Any]:
+    import tempfile
+
+    import torch
+
+    torch.set_num_threads(threads)
+    from afscope.organism import (
+        OrganismDataConfig,
+        OrganismTrainConfig,
+        build_organism_data,
+        train_organism,
+    )
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data, _ = build_organism_data(OrganismDataConfig(n=max(16, steps * 8), out=Path(tmp) / "d"))
+        _, res = train_organism(OrganismTrainConfig(
+            model=MODEL, data=data, out=Path(tmp) / "train", max_steps=steps, lr=1e-3,
+            batch_size=2, max_length=384))
+
+    return {"tokens_per_s": res["tokens_per_s"], "steps": steps}
+
+
+def _guarded(fn: Any, *args: Any) -> dict[str, Any]:
+    try:
+        return fn(*args)
+    except Exception:  # an exception that does not unpickle would hang the pool
+        import traceback
+
+        return {"error": traceback.format_exc()}
+
+
+def run(fn: Any, *args: Any) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(processes=1, maxtasksperchild=1) as pool:
+        out = pool.apply(_guarded, (fn, *args))
+    if "error" in out:
+        raise SystemExit(f"phase {fn.__name__} failed:\n{out['error']}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=64, help="chat prompts")
+    ap.add_argument("--new-tokens", type=int, default=64, help="max new tokens per prompt")
+    ap.add_argument("--batch-size", type=int, default=32, help="engine rows per generate call")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads in each phase")
+    ap.add_argument("--lora-steps", type=int, default=8, help="LoRA training steps to time (0: skip)")
+    ap.add_argument("--quick", action="store_true", help="8 prompts x 16 tokens, 2 LoRA steps")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.n, args.new_tokens, args.lora_steps = 8, 16, 2
+    print(f"bench_generate: {MODEL}, {args.n} chat prompts, <= {args.new_tokens} new tokens, greedy "
+          f"fp32, {args.threads} threads; engine batch {args.batch_size}; each phase in a fresh "
+          "spawned process")
+    from _common import mb
+
+    res = {k: run(_phase, k, args.n, args.new_tokens, args.batch_size, args.threads)
+           for k in ("naive", "engine")}
+    for k, r in res.items():
+        label = "per-prompt model.generate" if k == "naive" else "afscope.generate"
+        print(f"  {label:<26} {r['wall_s']:8.1f} s wall {r['cpu_s']:8.1f} s cpu  "
+              f"{r['tokens']:6d} new tokens  {r['tokens'] / r['wall_s']:8.1f} tokens/s  "
+              f"peak RSS +{mb(r['rss_peak'])} (ru_maxrss {mb(r['maxrss'])})")
+    same = sum(a == b for a, b in zip(res["naive"]["outs"], res["engine"]["outs"]))
+    print(f"  identical greedy outputs: {same}/{args.n}")
+    if args.lora_steps > 0:
+        lora = run(_lora_phase, args.lora_steps, args.threads)
+        print(f"  afscope organism train (LoRA r=16, batch 2, {lora['steps']} steps): "
+              f"{lora['tokens_per_s']:.0f} training tokens/s")
+    ratio = (res["engine"]["tokens"] / res["engine"]["wall_s"]) / (
+        res["naive"]["tokens"] / res["naive"]["wall_s"])
+    print(f"ratio_vs_naive={ratio:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
