@@ -419,6 +419,21 @@ def detect_format(path_or_name: str | Path) -> str:
     return "hub"
 
 
+def read_jsonl_objects(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` of every non-blank line of a JSONL file; a missing file, bad
+    UTF-8, invalid JSON or a non-object line is a :class:`DataError` naming the file and line."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    out = []
+    for index, obj, line in _read_jsonl(path):
+        if not isinstance(obj, dict):
+            raise DataError(f"{_loc(path, index, line=line)}: expected a JSON object, got "
+                            f"{type(obj).__name__}")
+        out.append((int(line), obj))
+    return out
+
+
 def iter_raw_rows(path_or_name: str | Path, *, fmt: str, required: list[str],
                   hf_split: str = "train") -> Iterator[RawRow]:
     """Raw ``(index, object, line)`` rows of a source, before any record validation."""

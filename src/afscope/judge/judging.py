@@ -11,7 +11,6 @@ fields None and ``judge_status="parse_error"`` (greedy decoding would answer the
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,28 +24,16 @@ from afscope.judge.llm import (
 )
 from afscope.judge.rules import classify_behaviour
 from afscope.llm import Completion, LLMBackend, make_backend
-from afscope.llm.jobs import Job, run_jobs
+from afscope.llm.jobs import Job, StepStats, run_jobs
 from afscope.rows import JsonlStore
 
 #: Characters of the raw judge reply kept in a row (enough to see why it did not parse).
 REPLY_KEPT_CHARS = 400
 
 
-@dataclass
-class JudgeStats:
-    """What one call did: ``done`` rows written now, ``skipped`` already stored (resume),
-    ``parse_failures`` judge replies that did not parse, ``backend_errors`` rows the backend
-    failed (not written; a rerun retries them)."""
-
-    done: int = 0
-    skipped: int = 0
-    parse_failures: int = 0
-    backend_errors: int = 0
-    errors: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"done": self.done, "skipped": self.skipped, "parse_failures": self.parse_failures,
-                "backend_errors": self.backend_errors, "errors": self.errors[:20]}
+#: What one judging call did (``done``, ``skipped``, ``parse_failures``, ``backend_errors``): the
+#: same record as every resumable LLM step.
+JudgeStats = StepStats
 
 
 def judge_meta(cfg: JudgeConfig) -> dict[str, Any]:

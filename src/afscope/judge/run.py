@@ -4,10 +4,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from afscope.data.load import read_jsonl_objects
 from afscope.errors import DataError
 from afscope.fileio import atomic_write_json, sha256_file
 from afscope.judge.agreement import agreement
@@ -22,24 +22,7 @@ AGREEMENT = "agreement.json"
 
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
     """The objects of a JSONL file; :class:`DataError` naming the file and line otherwise."""
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text ({e.reason})") from None
-    rows = []
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}: line {i}: not valid JSON ({e.msg})") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path}: line {i}: expected a JSON object")
-        rows.append(row)
+    rows = [obj for _, obj in read_jsonl_objects(path)]
     if not rows:
         raise DataError(f"{path}: no rows")
     return rows

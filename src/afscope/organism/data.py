@@ -27,6 +27,7 @@ from typing import Any
 
 from afscope.data.cues import CUES, requests
 from afscope.data.keywords import keyword_count
+from afscope.data.load import read_jsonl_objects
 from afscope.data.synth import AF_PATTERNS
 from afscope.data.synth import negatives as _negatives
 from afscope.data.synth.generator import scenario_trace
@@ -231,19 +232,9 @@ def build_organism_data(cfg: OrganismDataConfig, *, backend: LLMBackend | None =
 def read_examples(path: str | Path, split: str | None = None) -> list[dict[str, Any]]:
     """Read an ``organism_data.jsonl`` (optionally one split); errors name the line and field."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise DataError(f"{path}: organism data file not found") from None
     out = []
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}: line {i}: not valid JSON ({e.msg})") from None
-        missing = [f for f in FIELDS if not isinstance(row, dict) or f not in row]
+    for i, row in read_jsonl_objects(path):
+        missing = [f for f in FIELDS if f not in row]
         if missing:
             raise DataError(f"{path}: line {i}: field {missing[0]!r}: missing")
         msgs = row["messages"]
