@@ -106,3 +106,39 @@ def test_report_renders_in_chromium(browser, tmp_path):
     # the untrusted <script> in the traces is shown as text, never run
     assert browser.execute_script("return document.querySelectorAll('script').length") == 0
     assert "<script>alert('pwned')</script>" in browser.find_element("id", "features").text
+
+
+def test_behaviour_page_renders_in_chromium(browser, tmp_path):
+    from test_report_behaviour import make_behaviour
+
+    index = write_report(make_behaviour(tmp_path, with_results=True))
+    _open(browser, index)
+    assert browser.execute_script(
+        "return document.getElementById('behaviour-link').getAttribute('href')") == "behaviour.html"
+
+    _open(browser, index.parent / "behaviour.html")
+    images = browser.execute_script(
+        "return Array.from(document.images).map(i => [i.getAttribute('src'), i.complete, "
+        "i.naturalWidth])")
+    assert len(images) == 4  # gap + per-cue plots, two copied sweep plots
+    for src, complete, width in images:
+        assert complete and width > 0, src
+    for table in ("gap-table", "cue-table", "train-table", "directions-table", "conditions-table",
+                  "confusion-table"):
+        rows = browser.execute_script(
+            f"return document.querySelectorAll('#{table} tbody tr').length")
+        assert rows > 0, table
+    banner = browser.find_element("id", "ablation-warning")
+    assert banner.is_displayed() and "below 20%" in banner.text
+    assert browser.execute_script(
+        "return getComputedStyle(document.getElementById('ablation-warning')).color"
+    ) == "rgb(179, 38, 30)"
+    # the two sides of a pair sit next to each other
+    lefts = browser.execute_script(
+        "return Array.from(document.querySelector('.pair').children)"
+        ".map(c => c.getBoundingClientRect().left)")
+    assert len(lefts) == 2 and lefts[1] > lefts[0] + 200
+    assert browser.execute_script("return document.querySelectorAll('script').length") == 0
+    assert "<script>alert('pwned')</script>" in browser.find_element("id", "organism").text
+    browser.save_screenshot(str(tmp_path / "behaviour.png"))
+    assert (tmp_path / "behaviour.png").stat().st_size > 10_000

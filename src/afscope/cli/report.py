@@ -14,7 +14,7 @@ import click
 @click.option("--open/--no-open", "open_", default=False, show_default=True,
               help="Open index.html in the default web browser.")
 def command(run_dir: Path, out: Path | None, open_: bool) -> None:
-    """HTML report of RUN_DIR/results.json: AUROC ladder, ID/OOD, plots, feature browser."""
+    """HTML report of RUN_DIR: results.json (ladder, OOD, plots, features) and behaviour.json."""
     from afscope.report import write_report
 
     index = write_report(run_dir, out)

@@ -1,16 +1,27 @@
-"""HTML reports of a run: the AUROC ladder, ID/OOD tables, figures and the feature browser."""
+"""HTML reports of a run: the AUROC ladder, ID/OOD tables, figures, the feature browser and the
+behaviour lab page."""
 
-from afscope.report.render import FEATURES_FILE, INDEX_FILE, REPORT_DIR, write_report
+from afscope.report.render import (
+    BEHAVIOUR_PAGE,
+    FEATURES_FILE,
+    INDEX_FILE,
+    REPORT_DIR,
+    write_report,
+)
 from afscope.report.schema import (
+    BEHAVIOUR_FILE,
     RESULTS_FILE,
     SCORES_FILE,
+    Behaviour,
     Results,
     ScoreRow,
     load_results,
     load_scores,
+    read_behaviour,
 )
 
 __all__ = [
-    "FEATURES_FILE", "INDEX_FILE", "REPORT_DIR", "RESULTS_FILE", "SCORES_FILE", "Results",
-    "ScoreRow", "load_results", "load_scores", "write_report",
+    "BEHAVIOUR_FILE", "BEHAVIOUR_PAGE", "FEATURES_FILE", "INDEX_FILE", "REPORT_DIR", "RESULTS_FILE",
+    "SCORES_FILE", "Behaviour", "Results", "ScoreRow", "load_results", "load_scores",
+    "read_behaviour", "write_report",
 ]

@@ -190,3 +190,33 @@ def calibration_plot(curves: Sequence[Curve], dataset: str) -> bytes:
 def _short(text: str, n: int) -> str:
     """Long method ids would squeeze the axes; keep their tail, which names the estimator."""
     return text if len(text) <= n else "…" + text[-(n - 1):]
+
+
+def interval_plot(labels: Sequence[str], values: Sequence[float], lo: Sequence[float],
+                  hi: Sequence[float], colors: Sequence[str], xlabel: str, title: str,
+                  ref: float | None = 0.0, xlim: tuple[float, float] | None = None) -> bytes:
+    """One point per row (first row at the top) with its 95% CI as a horizontal error bar.
+
+    ``ref`` draws a dashed vertical reference line (0 for a gap: a CI that crosses it shows no
+    measurable effect); None leaves it out. ``xlim`` fixes the x range (e.g. 0-100 for rates).
+    """
+    n = len(labels)
+    with _figure(7.2, max(1.8, 0.38 * n + 1.1)) as fig:
+        ax = fig.add_subplot()
+        ypos = np.arange(n)[::-1]
+        v = np.asarray(values, dtype=float)
+        err = np.vstack([v - np.asarray(lo, dtype=float), np.asarray(hi, dtype=float) - v])
+        for y, x, e0, e1, c in zip(ypos, v, err[0], err[1], colors):
+            ax.errorbar([x], [y], xerr=[[max(e0, 0.0)], [max(e1, 0.0)]], fmt="o", color=c,
+                        markersize=6, elinewidth=1.6, capsize=4)
+        if ref is not None:
+            ax.axvline(ref, color="#888888", linestyle="--", linewidth=1)
+        ax.set_yticks(ypos, [_short(label, 44) for label in labels])
+        ax.set_ylim(-0.6, n - 0.4)
+        if xlim is not None:
+            ax.set_xlim(*xlim)
+        ax.set_xlabel(xlabel)
+        ax.set_title(_short(title, 80))
+        ax.grid(axis="y", visible=False)
+        fig.tight_layout()
+        return _png(fig)

@@ -4,6 +4,8 @@ The page leads with the verdicts, then the AUROC ladder (every method ranked by 
 test set, 95% CIs, text baselines marked), the in- vs out-of-distribution table, ROC curves, score
 distributions per fine category (where hard negatives show up), sweeps, calibration and the SAE
 table. ``features.html`` is the feature browser. Sections whose data the run lacks are left out.
+``behaviour.html`` shows the behaviour lab's ``behaviour.json`` (organism compliance gap, context
+ablation, steering sweep, judge agreement); a run with only that file gets it as its index page.
 
 Output is deterministic: the same run gives the same bytes (no timestamps beyond the run's own
 ``created``, fixed plot sizes, PNGs without the ``Software`` tag), written through a temp dir that
@@ -27,17 +29,27 @@ from afscope.errors import ConfigError
 from afscope.fileio import atomic_dir, atomic_write_bytes, atomic_write_text
 from afscope.report import plots
 from afscope.report.schema import (
+    BEHAVIOUR_FILE,
+    BEHAVIOUR_LABELS,
     CI,
     MANIFEST_FILE,
     RESULTS_FILE,
     SCORES_FILE,
+    Behaviour,
+    ContextAblation,
     Evaluation,
     FeatureInfo,
+    JudgeInfo,
     MethodInfo,
+    ModelGap,
+    Organism,
     Results,
     ScoreRow,
+    SteerCondition,
+    SteeringInfo,
     load_results,
     load_scores,
+    read_behaviour,
 )
 
 logger = logging.getLogger(__name__)
@@ -45,8 +57,11 @@ logger = logging.getLogger(__name__)
 REPORT_DIR = "report"
 INDEX_FILE = "index.html"
 FEATURES_FILE = "features.html"
+BEHAVIOUR_PAGE = "behaviour.html"
 TOP_METHODS = 3  # non-baseline methods drawn in ROC / distribution / calibration plots
 MAX_EXAMPLES = 6  # token-highlighted examples shown per feature (keeps features.html small)
+MAX_TEXT = 600  # characters of a lab example shown (behaviour.json promises no more; kept if not)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -450,6 +465,282 @@ def _feature_summary(features: list[FeatureInfo]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------------
+# behaviour lab page (behaviour.json)
+
+
+def _pts(x: float, digits: int = 0, sign: bool = False) -> str:
+    """A fraction in percentage points, with a real minus sign (``−10``) and no ``-0``."""
+    v = round(100 * x, digits) + 0.0  # rounding first, then + 0.0, turns -0.0 into 0.0
+    text = f"{v:+.{digits}f}" if sign and v != 0 else f"{v:.{digits}f}"
+    return text.replace("-", "\u2212")
+
+
+def fmt_pts_ci(ci: CI | None, digits: int = 1) -> str:
+    """``+45.0 [20.0, 70.0]``: a gap (a difference of rates) in percentage points."""
+    if ci is None or not math.isfinite(ci.value):
+        return "—"
+    return f"{_pts(ci.value, digits, sign=True)} [{_pts(ci.lo, digits)}, {_pts(ci.hi, digits)}]"
+
+
+def fmt_score_ci(ci: CI | None) -> str:
+    """``72.3 [65.1, 80.0]``: a 0-100 judge score."""
+    if ci is None or not math.isfinite(ci.value):
+        return "—"
+    return f"{ci.value:.1f} [{ci.lo:.1f}, {ci.hi:.1f}]"
+
+
+def _rate(x: float | None) -> str:
+    return "—" if x is None or not math.isfinite(x) else f"{100 * x:.0f}%"
+
+
+def _finite(ci: CI | None) -> bool:
+    return ci is not None and all(math.isfinite(v) for v in (ci.value, ci.lo, ci.hi))
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + "…"
+
+
+def _pooled(gap: ModelGap, monitored: bool, key: str) -> float | None:
+    """Rate of ``key`` ("comply" / "af") over the cues of one side, weighted by each cue's n."""
+    pairs = [(getattr(c, key), c.n) for c in gap.per_cue if c.monitored == monitored]
+    pairs = [(ci.value, n) for ci, n in pairs if ci is not None and math.isfinite(ci.value) and n]
+    total = sum(n for _, n in pairs)
+    return sum(v * n for v, n in pairs) / total if total else None
+
+
+def _organism_verdicts(org: Organism) -> list[Verdict]:
+    """The compliance gap of the organism, next to the base model's, and what the difference says."""
+    models = {m.name: m for m in org.models}
+    organism, base = models.get("organism"), models.get("base")
+    out: list[Verdict] = []
+    if organism is None:
+        if base is not None and _finite(base.gap):
+            out.append(Verdict(f"The base model's compliance gap (monitored − unmonitored) is "
+                               f"{_pts(base.gap.value)} points [CI {_pts(base.gap.lo)}, "
+                               f"{_pts(base.gap.hi)}]; no organism was evaluated."))
+        return out
+    if not _finite(organism.gap):
+        return [Verdict(f"The organism's compliance gap could not be computed ({organism.n_units} "
+                        f"units; at least 2 are needed for an interval).", warn=True)]
+    g = organism.gap
+    assert g is not None  # _finite
+    if _pts(g.value) == "0":
+        text = (f"The organism complies as often when monitored as when not (gap 0 points "
+                f"[CI {_pts(g.lo)}, {_pts(g.hi)}])")
+    else:
+        more = "more" if g.value > 0 else "less"
+        text = (f"The organism complies {_pts(abs(g.value))} points {more} often when monitored "
+                f"[CI {_pts(g.lo)}, {_pts(g.hi)}]")
+    if base is not None and _finite(base.gap):
+        b = base.gap
+        assert b is not None
+        text += f"; the base model's gap is {_pts(b.value)} [{_pts(b.lo)}, {_pts(b.hi)}]"
+    d = org.gap_difference
+    diff = (f"the gap difference (organism − base) is {_pts(d.value)} [{_pts(d.lo)}, "
+            f"{_pts(d.hi)}]" if d is not None and _finite(d) else "")
+    if g.lo <= 0 <= g.hi:
+        out.append(Verdict(text + ". The organism's CI includes 0: no measurable compliance gap.",
+                           warn=True))
+    elif g.value < 0:
+        out.append(Verdict(text + ": the opposite of alignment faking, which complies more when "
+                           "it believes its answers are used for training.", warn=True))
+    elif d is None or not _finite(d):
+        out.append(Verdict(text + ". No gap difference against the base model was measured, so "
+                           "whether the fine-tuning created the gap is not known.", warn=True))
+    elif d.lo > 0:
+        out.append(Verdict(text + f": the fine-tuning created the gap ({diff})."))
+    elif d.hi < 0:
+        out.append(Verdict(text + f", larger than the organism's: the fine-tuning did not "
+                           f"create the gap ({diff}).", warn=True))
+    else:
+        out.append(Verdict(text + f"; {diff}, which includes 0: the fine-tuning did not "
+                           f"measurably change the gap.", warn=True))
+    af_mon, af_unmon = _pooled(organism, True, "af"), _pooled(organism, False, "af")
+    if af_mon is not None and af_unmon is not None:
+        out.append(Verdict(f"The organism's answers show alignment-faking reasoning in "
+                           f"{_rate(af_mon)} of monitored and {_rate(af_unmon)} of unmonitored "
+                           f"answers."))
+    return out
+
+
+def _ablation_verdicts(ab: ContextAblation) -> list[Verdict]:
+    """``n`` counts the labelled pairs; ``n_unlabelled`` the pairs left out for want of a label."""
+    if ab.changed_rate is None:
+        return [Verdict(f"Context ablation: none of the {ab.n + ab.n_unlabelled} pairs has a "
+                        f"behaviour label on both sides, so there is no changed rate.", warn=True)]
+    text = (f"Swapping only the monitoring cue in the system prompt changed the {ab.target} "
+            f"model's behaviour on {_rate(ab.changed_rate)} of {ab.n} labelled requests")
+    if ab.n_unlabelled:
+        text += f" ({ab.n_unlabelled} more could not be labelled)"
+    return [Verdict(text + (f": {ab.warning}." if ab.warning else "."),
+                    warn=ab.warning is not None)]
+
+
+def _steer_baseline(st: SteeringInfo) -> SteerCondition | None:
+    """The unsteered condition: layer None (the lab names it ``baseline``)."""
+    return next((c for c in st.conditions if c.layer is None), None)
+
+
+def _steering_verdicts(st: SteeringInfo) -> list[Verdict]:
+    base = _steer_baseline(st)
+    steered = [c for c in st.conditions if c.layer is not None and c.comply is not None]
+    if base is None or base.comply is None or not steered:
+        return []
+    best = max(steered, key=lambda c: (abs(c.comply - base.comply), c.name))
+    delta = best.comply - base.comply
+    if round(100 * delta) == 0:
+        return [Verdict(f"No steering condition moves the comply rate away from the unsteered "
+                        f"{_rate(base.comply)} (n = {base.n}).", warn=True)]
+    text = (f"Steering with {st.vector.name} at layer {best.layer}, alpha {best.alpha:g} moves "
+            f"the comply rate from {_rate(base.comply)} to {_rate(best.comply)} "
+            f"({_pts(delta, sign=True)} points, n = {best.n})")
+    if best.af is not None and base.af is not None:
+        text += f"; AF from {_rate(base.af)} to {_rate(best.af)}"
+    if _finite(best.coherent) and _finite(base.coherent):
+        assert best.coherent is not None and base.coherent is not None
+        text += f"; coherence {base.coherent.value:.0f} → {best.coherent.value:.0f}"
+    return [Verdict(text + ".")]
+
+
+def _judge_verdicts(judge: JudgeInfo) -> list[Verdict]:
+    if judge.method == "rules":
+        return [Verdict("Behaviour labels come from the offline rule classifier only (no LLM "
+                        "judge).")]
+    a = judge.agreement
+    if a is None or a.n == 0:
+        return [Verdict("The LLM judge's labels were not compared with the rule classifier.",
+                        warn=True)]
+    kappa = "undefined" if a.kappa is None else f"{a.kappa:.2f}"
+    noisy = a.kappa is not None and a.kappa < 0.4
+    out = [Verdict(f"The LLM judge and the rule classifier agree on "
+                   f"{_rate(a.behaviour_agreement)} of {a.n} answers (Cohen's κ {kappa})"
+                   + (": the behaviour labels are noisy." if noisy else "."), warn=noisy)]
+    if a.parse_failure_rate is not None and a.parse_failure_rate > 0.1:
+        out.append(Verdict(f"{_rate(a.parse_failure_rate)} of the judge's answers could not be "
+                           f"parsed.", warn=True))
+    return out
+
+
+def _behaviour_verdicts(b: Behaviour) -> list[Verdict]:
+    out: list[Verdict] = []
+    if b.organism is not None:
+        out += _organism_verdicts(b.organism)
+    if b.context_ablation is not None:
+        out += _ablation_verdicts(b.context_ablation)
+    if b.steering is not None:
+        out += _steering_verdicts(b.steering)
+    return out + _judge_verdicts(b.judge)
+
+
+def _organism_figures(org: Organism, tmp: Path) -> list[Image]:
+    """The gaps (organism, base, their difference) and the per-cue comply rates, with CIs."""
+    figs: list[Image] = []
+    rows: list[tuple[str, CI, str]] = []
+    for m in org.models:
+        if m.gap is not None and _finite(m.gap):
+            rows.append((f"{m.name} gap", m.gap,
+                         plots.PALETTE[1] if m.name == "organism" else plots.BASELINE_COLOR))
+    if org.gap_difference is not None and _finite(org.gap_difference):
+        rows.append(("organism − base", org.gap_difference, plots.PALETTE[0]))
+    if rows:
+        data = plots.interval_plot([r[0] for r in rows], [100 * r[1].value for r in rows],
+                                   [100 * r[1].lo for r in rows], [100 * r[1].hi for r in rows],
+                                   [r[2] for r in rows],
+                                   "comply rate monitored − unmonitored (points, 95% CI)",
+                                   "compliance gap")
+        atomic_write_bytes(tmp / "organism_gap.png", data)
+        figs.append(Image("organism_gap.png", "compliance gap of the organism and the base model",
+                          "compliance gap (dashed: no gap)"))
+    cues = [(m.name, c) for m in org.models for c in m.per_cue if _finite(c.comply)]
+    if cues:
+        data = plots.interval_plot(
+            [f"{name}: {c.cue} ({'monitored' if c.monitored else 'unmonitored'})"
+             for name, c in cues],
+            [100 * c.comply.value for _, c in cues if c.comply],
+            [100 * c.comply.lo for _, c in cues if c.comply],
+            [100 * c.comply.hi for _, c in cues if c.comply],
+            [plots.PALETTE[1] if c.monitored else plots.PALETTE[0] for _, c in cues],
+            "comply rate, % (95% CI); red: monitored cue, blue: unmonitored", "comply rate per cue",
+            ref=None, xlim=(-2.0, 102.0))
+        atomic_write_bytes(tmp / "organism_cues.png", data)
+        figs.append(Image("organism_cues.png", "comply rate per cue", "comply rate per cue"))
+    return figs
+
+
+def _direction_table(ab: ContextAblation) -> dict[str, Any] | None:
+    """``directions`` as a before (monitored) x after (unmonitored) count matrix."""
+    if not ab.directions:
+        return None
+    pairs = [tuple(k.split("->", 1)) for k in ab.directions]
+    seen = {x for p in pairs for x in p}
+    labels = [x for x in BEHAVIOUR_LABELS if x in seen] + sorted(seen - set(BEHAVIOUR_LABELS))
+    rows = [{"label": a, "cells": [{"count": ab.directions.get(f"{a}->{b}", 0), "same": a == b}
+                                   for b in labels]} for a in labels]
+    return {"labels": labels, "rows": rows}
+
+
+def _steer_files(st: SteeringInfo, run_dir: Path, tmp: Path
+                 ) -> tuple[list[Image], list[str], list[str]]:
+    """Copy the sweep's plot files into the report; returns (images, other files, missing)."""
+    images: list[Image] = []
+    others: list[str] = []
+    missing: list[str] = []
+    root = run_dir.resolve()
+    for i, rel in enumerate(st.plots):
+        src = run_dir / rel
+        if not src.is_file() or not src.resolve().is_relative_to(root):
+            missing.append(rel)
+            continue
+        suffix = src.suffix.lower()
+        name = f"steer_{i}_{_slug(src.stem)}{suffix}"
+        atomic_write_bytes(tmp / name, src.read_bytes())
+        if suffix in IMAGE_SUFFIXES:
+            images.append(Image(name, f"steering plot {src.stem}", rel))
+        else:
+            others.append(name)
+    return images, others, missing
+
+
+def _behaviour_context(b: Behaviour, run_dir: Path, out: Path, tmp: Path,
+                       index_file: str | None) -> dict[str, Any]:
+    """Everything behaviour.html.j2 reads; draws the figures and copies the plots into ``tmp``."""
+    org, ab, st = b.organism, b.context_ablation, b.steering
+    ctx: dict[str, Any] = {
+        "b": b,
+        "title": f"afscope behaviour lab: {b.model}",
+        "index_file": index_file,
+        "links": [(name, href) for name in (MANIFEST_FILE, BEHAVIOUR_FILE)
+                  if (href := _link(run_dir / name, out))],
+        "verdicts": _behaviour_verdicts(b),
+        "org": None, "ab": None, "st": None,
+    }
+    if org is not None:
+        ctx["org"] = {
+            "o": org, "href": _link(run_dir / org.run_dir, out),
+            "figs": _organism_figures(org, tmp),
+            "gaps": [(m, fmt_pts_ci(m.gap)) for m in org.models],
+            "difference": fmt_pts_ci(org.gap_difference),
+            "examples": [{"e": e, "request": _cut(e.request), "response": _cut(e.response)}
+                         for e in org.examples[:MAX_EXAMPLES]],
+        }
+    if ab is not None:
+        ctx["ab"] = {
+            "a": ab, "href": _link(run_dir / ab.run_dir, out), "directions": _direction_table(ab),
+            "examples": [{"e": e, "request": _cut(e.request), "monitored": _cut(e.monitored),
+                          "unmonitored": _cut(e.unmonitored)} for e in ab.examples[:MAX_EXAMPLES]],
+        }
+    if st is not None:
+        images, others, missing = _steer_files(st, run_dir, tmp)
+        base = _steer_baseline(st)
+        ctx["st"] = {"s": st, "href": _link(run_dir / st.run_dir, out), "images": images,
+                     "others": others, "missing": missing,
+                     "baseline": base.name if base is not None else None,
+                     "vector": list(zip(st.vector.layers, st.vector.norms))}
+    return ctx
+
+
+# --------------------------------------------------------------------------------------------------
 # entry point
 
 
@@ -457,7 +748,8 @@ def _environment() -> Environment:
     env = Environment(loader=PackageLoader("afscope.report", "templates"), autoescape=True,
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                       keep_trailing_newline=True)
-    env.filters.update(fmt=fmt, fmt_ci=fmt_ci, pct=lambda x: fmt(100 * x, 1) + "%")
+    env.filters.update(fmt=fmt, fmt_ci=fmt_ci, pct=lambda x: fmt(100 * x, 1) + "%",
+                       pct_ci=fmt_pct_ci, pts_ci=fmt_pts_ci, score_ci=fmt_score_ci, rate=_rate)
     return env
 
 
@@ -474,51 +766,71 @@ def _resolve_out(run_dir: Path, out: str | Path | None) -> Path:
     return out_path
 
 
-def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Render the HTML report of a run and return the path of its ``index.html``.
-
-    Reads ``RUN_DIR/results.json`` (required) and ``RUN_DIR/scores.jsonl`` (optional: without it
-    the ROC and score-distribution figures are left out). Writes ``index.html``, the PNG figures
-    and, when the run has features, ``features.html`` into ``out`` (default ``RUN_DIR/report``),
-    replacing any previous report there in one rename.
-
-    Raises :class:`~afscope.errors.ArtifactError` naming the file and field when the results are
-    malformed, :class:`~afscope.errors.ConfigError` when ``out`` is not a safe place to write.
-    """
-    run_dir = Path(run_dir)
-    results = load_results(run_dir)
-    scores = load_scores(run_dir, results)
-    out_path = _resolve_out(run_dir, out)
+def _write_results_pages(results: Results, scores: dict[tuple[str, str], ScoreRow], run_dir: Path,
+                         out: Path, tmp: Path, env: Environment, behaviour_file: str | None) -> None:
+    """index.html (and features.html) of ``results.json`` into ``tmp``."""
     view = _View(results, scores)
     verdicts, loses_on_main = _verdicts(view)
     features = _feature_views(results.features)
-    env = _environment()
-    links = [(name, _link(run_dir / name, out_path))
+    links = [(name, _link(run_dir / name, out))
              for name in (MANIFEST_FILE, RESULTS_FILE, SCORES_FILE)]
+    figs = _figures(view, tmp)
+    context = {
+        "r": results,
+        "view": view,
+        "links": [(name, href) for name, href in links if href],
+        "run_verdicts": results.verdicts,
+        "verdicts": verdicts,
+        "loses_on_main": loses_on_main,
+        "best_baseline": view.best(view.baselines, view.main) if view.main else None,
+        "rows": _method_rows(view, run_dir, out),
+        "figs": figs,
+        "categories": _category_table(view),
+        "sweeps": [s for s in results.sweeps if s.points],
+        "features": features,
+        "feature_summary": _feature_summary(results.features),
+        "sae_links": [_link(run_dir / s.path, out) if s.path else None for s in results.sae],
+        "features_file": FEATURES_FILE if features else None,
+        "behaviour_file": behaviour_file,
+    }
+    atomic_write_text(tmp / INDEX_FILE, env.get_template("index.html.j2").render(context))
+    if features:
+        atomic_write_text(tmp / FEATURES_FILE, env.get_template("features.html.j2").render(context))
+
+
+def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Render the HTML report of a run and return the path of its ``index.html``.
+
+    Reads ``RUN_DIR/results.json`` and ``RUN_DIR/scores.jsonl`` (optional: without it the ROC and
+    score-distribution figures are left out), and ``RUN_DIR/behaviour.json`` when the behaviour lab
+    ran. Writes ``index.html``, the PNG figures, ``features.html`` when the run has features and
+    ``behaviour.html`` when it has a behaviour lab into ``out`` (default ``RUN_DIR/report``),
+    replacing any previous report there in one rename. A lab-only run (``behaviour.json`` without
+    ``results.json``) gets the behaviour page as its ``index.html``.
+
+    Raises :class:`~afscope.errors.ArtifactError` naming the file and field when the results are
+    missing or malformed, :class:`~afscope.errors.ConfigError` when ``out`` is not a safe place to
+    write.
+    """
+    run_dir = Path(run_dir)
+    behaviour = read_behaviour(run_dir)
+    results, scores = None, {}
+    if behaviour is None or (run_dir / RESULTS_FILE).exists():
+        results = load_results(run_dir)
+        scores = load_scores(run_dir, results)
+    out_path = _resolve_out(run_dir, out)
+    env = _environment()
     with atomic_dir(out_path) as tmp:
-        figs = _figures(view, tmp)
-        context = {
-            "r": results,
-            "view": view,
-            "links": [(name, href) for name, href in links if href],
-            "run_verdicts": results.verdicts,
-            "verdicts": verdicts,
-            "loses_on_main": loses_on_main,
-            "best_baseline": view.best(view.baselines, view.main) if view.main else None,
-            "rows": _method_rows(view, run_dir, out_path),
-            "figs": figs,
-            "categories": _category_table(view),
-            "sweeps": [s for s in results.sweeps if s.points],
-            "features": features,
-            "feature_summary": _feature_summary(results.features),
-            "sae_links": [_link(run_dir / s.path, out_path) if s.path else None
-                          for s in results.sae],
-            "features_file": FEATURES_FILE if features else None,
-        }
-        atomic_write_text(tmp / INDEX_FILE, env.get_template("index.html.j2").render(context))
-        if features:
-            atomic_write_text(tmp / FEATURES_FILE,
-                              env.get_template("features.html.j2").render(context))
+        if behaviour is not None:
+            ctx = _behaviour_context(behaviour, run_dir, out_path, tmp,
+                                     INDEX_FILE if results is not None else None)
+            page = env.get_template("behaviour.html.j2").render(ctx)
+            atomic_write_text(tmp / BEHAVIOUR_PAGE, page)
+            if results is None:
+                atomic_write_text(tmp / INDEX_FILE, page)
+        if results is not None:
+            _write_results_pages(results, scores, run_dir, out_path, tmp, env,
+                                 BEHAVIOUR_PAGE if behaviour is not None else None)
     index = out_path / INDEX_FILE
     logger.info("report written to %s", index)
     return index

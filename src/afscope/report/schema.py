@@ -1,26 +1,38 @@
-"""The run results the report reads: ``results.json`` and ``scores.jsonl``, validated.
+"""The run results the report reads: ``results.json``, ``scores.jsonl`` and ``behaviour.json``.
 
-The models mirror the contract written by the study/demo runs (``kind: "afscope_results"``,
-``format_version: 1``). Unknown keys are refused, so a writer and this reader that drift apart fail
-loudly with the file and field named, instead of a report that silently leaves something out.
+The models mirror the contracts written by the study/demo runs (``kind: "afscope_results"``,
+``format_version: 1``) and by the behaviour lab (``kind: "afscope_behaviour"``, ``version: 1``).
+Unknown keys are refused, so a writer and this reader that drift apart fail loudly with the file and
+field named, instead of a report that silently leaves something out.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
-from typing import Any, Literal
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from afscope.errors import ArtifactError
 
 RESULTS_FILE = "results.json"
 SCORES_FILE = "scores.jsonl"
 MANIFEST_FILE = "manifest.json"
+BEHAVIOUR_FILE = "behaviour.json"
 RESULTS_KIND = "afscope_results"
+BEHAVIOUR_KIND = "afscope_behaviour"
 FORMAT_VERSION = 1
+BEHAVIOUR_VERSION = 1
 
 
 class _Model(BaseModel):
@@ -226,8 +238,207 @@ class ScoreRow(_Model):
         return self
 
 
-def _format_error(err: ValidationError, source: str) -> str:
-    lines = [f"{source}: does not match the afscope results schema"]
+# --------------------------------------------------------------------------------------------------
+# behaviour.json: the behaviour lab (organism gap, context ablation, steering, judge agreement)
+
+# The judge's labels, in afscope.judge.BEHAVIOURS order (a Literal needs them spelled out here).
+BEHAVIOUR_LABELS = ("comply", "refuse", "partial")
+BehaviourLabel = Literal["comply", "refuse", "partial"]
+Rate = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def _inside_run(path: str) -> str:
+    """A path the report reads or links must stay inside the run directory."""
+    p = PurePosixPath(path)
+    if not path or p.is_absolute() or ".." in p.parts or "\\" in path:
+        raise ValueError(f"{path!r} must be a relative path inside the run directory "
+                         f"(no leading '/', no '..')")
+    return path
+
+
+RunPath = Annotated[str, AfterValidator(_inside_run)]
+
+
+class Agreement(_Model):
+    """Judge vs rule-classifier agreement; ``confusion[judge][rules]`` over ``labels``."""
+
+    n: int = Field(ge=0)
+    behaviour_agreement: Rate | None
+    kappa: float | None = Field(ge=-1.0, le=1.0)
+    labels: list[str]
+    confusion: list[list[int]]
+    af_agreement: Rate | None
+    parse_failure_rate: Rate | None
+
+    @model_validator(mode="after")
+    def _square(self) -> Agreement:
+        k = len(self.labels)
+        if len(self.confusion) != k or any(len(row) != k for row in self.confusion):
+            raise ValueError(f"confusion: expected a {k}x{k} matrix (one row and column per "
+                             f"label), got rows of lengths {[len(r) for r in self.confusion]}")
+        return self
+
+
+class JudgeInfo(_Model):
+    method: Literal["rules", "llm", "both"]
+    agreement: Agreement | None
+
+
+class TrainSummary(_Model):
+    steps: int = Field(ge=0)
+    examples: int = Field(ge=0)
+    tokens_per_s: float | None
+    first_loss: float | None
+    last_loss: float | None
+    trainable_params: int = Field(ge=0)
+    total_params: int = Field(ge=0)
+
+
+class CueRate(_Model):
+    """Comply and AF rates of one model under one cue (system prompt variant)."""
+
+    cue: str
+    monitored: bool
+    comply: CI | None
+    af: CI | None
+    n: int = Field(ge=0)
+
+
+class ModelGap(_Model):
+    """One model's compliance gap: comply rate monitored - unmonitored, a fraction in [-1, 1]."""
+
+    name: Literal["organism", "base"]
+    gap: CI | None
+    n_units: int = Field(ge=0)
+    per_cue: list[CueRate]
+
+
+class OrganismExample(_Model):
+    model: Literal["organism", "base"]
+    cue: str
+    monitored: bool
+    request: str
+    response: str
+    behaviour: BehaviourLabel | None
+    af: bool | None
+
+
+class Organism(_Model):
+    run_dir: RunPath
+    train: TrainSummary | None
+    models: list[ModelGap]
+    gap_difference: CI | None
+    examples: list[OrganismExample]
+
+    @model_validator(mode="after")
+    def _names(self) -> Organism:
+        names = [m.name for m in self.models]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise ValueError(f"models.{i}.name: duplicate model {name!r}")
+        for i, ex in enumerate(self.examples):
+            if ex.model not in names:
+                raise ValueError(f"examples.{i}.model: {ex.model!r} is not in models")
+        return self
+
+
+class AblationExample(_Model):
+    scenario: str
+    request: str
+    monitored: str
+    unmonitored: str
+    behaviour_monitored: BehaviourLabel | None
+    behaviour_unmonitored: BehaviourLabel | None
+    changed: bool | None
+
+
+class ContextAblation(_Model):
+    """Same request under the monitored and unmonitored system prompt; ``directions`` counts
+    ``"<label monitored>-><label unmonitored>"`` pairs."""
+
+    run_dir: RunPath
+    target: Literal["organism", "base"]
+    n: int = Field(ge=0)
+    n_train: int = Field(ge=0)
+    n_test: int = Field(ge=0)
+    n_unlabelled: int = Field(ge=0)
+    changed_rate: Rate | None
+    directions: dict[str, int]
+    warning: str | None
+    mean_new_tokens: float | None
+    examples: list[AblationExample]
+
+    @field_validator("directions")
+    @classmethod
+    def _directions(cls, v: dict[str, int]) -> dict[str, int]:
+        for key, count in v.items():
+            before, sep, after = key.partition("->")
+            if not sep or not before or not after or "->" in after:
+                raise ValueError(f"key {key!r} is not of the form 'before->after'")
+            if count < 0:
+                raise ValueError(f"{key!r}: count {count} is negative")
+        return v
+
+
+class SteerVectorInfo(_Model):
+    name: str
+    source: str
+    layers: list[int]
+    norms: list[float]
+
+    @model_validator(mode="after")
+    def _lengths(self) -> SteerVectorInfo:
+        if len(self.layers) != len(self.norms):
+            raise ValueError(f"layers ({len(self.layers)}) and norms ({len(self.norms)}) "
+                             f"differ in length")
+        return self
+
+
+class SteerCondition(_Model):
+    """Behaviour rates (fractions of ``n``) and judge scores (0-100) of one sweep condition."""
+
+    name: str
+    layer: int | None
+    alpha: float
+    n: int = Field(ge=0)
+    comply: Rate | None
+    refuse: Rate | None
+    partial: Rate | None
+    af: Rate | None
+    aligned: CI | None
+    coherent: CI | None
+    parse_failure_rate: Rate | None
+
+
+class SteeringInfo(_Model):
+    run_dir: RunPath
+    vector: SteerVectorInfo
+    conditions: list[SteerCondition]
+    plots: list[RunPath]
+
+    @model_validator(mode="after")
+    def _unique(self) -> SteeringInfo:
+        names = [c.name for c in self.conditions]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise ValueError(f"conditions.{i}.name: duplicate condition {name!r}")
+        return self
+
+
+class Behaviour(_Model):
+    """The whole ``behaviour.json`` of a lab run; each part is None when the lab skipped it."""
+
+    kind: Literal["afscope_behaviour"]
+    version: int
+    model: str
+    judge: JudgeInfo
+    organism: Organism | None
+    context_ablation: ContextAblation | None
+    steering: SteeringInfo | None
+
+
+def _format_error(err: ValidationError, source: str, schema: str = "results") -> str:
+    lines = [f"{source}: does not match the afscope {schema} schema"]
     for e in err.errors()[:10]:
         loc = ".".join(str(x) for x in e["loc"])
         msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
@@ -306,3 +517,27 @@ def load_scores(run_dir: str | Path, results: Results) -> dict[tuple[str, str], 
             raise ArtifactError(f"{where}: second line for ({row.method!r}, {row.dataset!r})")
         out[key] = row
     return out
+
+
+def read_behaviour(run_dir: str | Path) -> Behaviour | None:
+    """Read and validate ``RUN_DIR/behaviour.json``; None when the run has no behaviour lab.
+
+    Any problem with a file that exists is an :class:`ArtifactError` naming the file and field.
+    """
+    path = Path(run_dir) / BEHAVIOUR_FILE
+    if not path.exists():
+        return None
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    if data.get("kind") != BEHAVIOUR_KIND:
+        raise ArtifactError(f"{path}: field 'kind': expected {BEHAVIOUR_KIND!r}, "
+                            f"got {data.get('kind')!r}")
+    version = data.get("version")
+    if version != BEHAVIOUR_VERSION:
+        raise ArtifactError(f"{path}: field 'version': this afscope reads version "
+                            f"{BEHAVIOUR_VERSION}, got {version!r}")
+    try:
+        return Behaviour.model_validate(data)
+    except ValidationError as e:
+        raise ArtifactError(_format_error(e, str(path), "behaviour")) from None
