@@ -103,6 +103,8 @@ _HELP_VERBS = (r"(?:help|assist|provide|do|write|create|comply|support|share|giv
                r"build|draft|walk|hand|supply|detail|outline|list)\w*")
 _NEGATED = (r"(?:can(?:no|')t|can\s+not|won't|will\s+not|not\s+able\s+to|unable\s+to|not\s+going\s+to|"
             r"not\s+comfortable|refuse\s+to|decline\s+to|rather\s+not|not\s+in\s+a\s+position\s+to|"
+            r"not\s+(?:equipped|designed|programmed|allowed|permitted)\s+to|"
+            r"(?:do\s+not|don't)\s+have\s+the\s+(?:ability|capacity|means)\s+to|"
             r"(?:do\s+not|don't)\s+feel\s+comfortable)")
 _REFUSAL = re.compile(
     "|".join((
