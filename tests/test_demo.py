@@ -4,16 +4,23 @@ import pytest
 from click.testing import CliRunner
 
 from afscope.cli import main
+from afscope.data.cues import CUES
+from afscope.report.schema import read_behaviour
 
 
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path):
-    """The demo on the embedded instruct model: SAE, probes, baselines, autointerp, report."""
+    """The demo on the embedded instruct model: SAE, probes, baselines, autointerp, the behaviour
+    lab (organism, context ablation, steering), report."""
     out = tmp_path / "demo"
     result = CliRunner().invoke(main, ["-q", "demo", "--n", "60", "--n-eval", "20",
                                        "--layers", "0.5", "--max-length", "192",
                                        "--sae-tokens", "4000", "--d-sae", "256",
-                                       "--describe", "1", "--out", str(out)])
+                                       "--describe", "1", "--lab-examples", "40", "--lab-steps", "20",
+                                       "--lab-requests", "4", "--lab-scenarios", "8",
+                                       "--lab-prompts", "4", "--lab-max-tokens", "32",
+                                       "--lab-organism-max-tokens", "32",
+                                       "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert result.output.strip().endswith("index.html")
     results = json.loads((out / "results.json").read_text())
@@ -30,3 +37,16 @@ def test_demo_end_to_end(tmp_path):
     assert manifest["models"]["smollm2-135m-instruct"]["weights_sha256"]
     assert "autointerp" in manifest["outputs"]
     assert (out / "report" / "index.html").is_file() and (out / "report" / "features.html").is_file()
+
+    lab = read_behaviour(out)  # behaviour.json exists and matches the report's schema
+    assert lab is not None and lab.model == "smollm2-135m-instruct"
+    assert lab.organism.train.steps == 20
+    assert [m.name for m in lab.organism.models] == ["organism", "base"]
+    for m in lab.organism.models:
+        assert [c.cue for c in m.per_cue] == list(CUES) and all(c.n == 4 for c in m.per_cue)
+    ctx = lab.context_ablation
+    assert ctx.target == "organism" and ctx.n + ctx.n_unlabelled == 8
+    assert len(lab.steering.conditions) == 1 + 2 * 2  # baseline + 2 layers x 2 alphas
+    assert all((out / p).is_file() for p in lab.steering.plots)
+    assert json.loads((out / "lab" / "manifest.json").read_text())["status"] == "complete"
+    assert (out / "report" / "behaviour.html").is_file()  # written after behaviour.json

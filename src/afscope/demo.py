@@ -4,8 +4,9 @@ synthetic corpus (train file) + a fresh synthetic sample (second evaluation set)
 pipeline of :mod:`afscope.study`: stratified split (minimal pairs kept together), text baselines,
 a TopK SAE per layer trained on the train split's tokens, activation caches with SAE latents,
 probes on every layer x pooling and on the SAE features, a feature-count sweep, a few features
-described by the embedded instruct model -> the HTML report. Later components (behaviour lab,
-explainer) extend this pipeline.
+described by the embedded instruct model -> the behaviour lab on the same model (a LoRA organism
+vs the base model, context ablation, a steering sweep: :mod:`afscope.lab`) -> the HTML report,
+written last so that it shows both ``results.json`` and ``behaviour.json``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,18 @@ class DemoConfig(BaseConfig):
     describe: int = Field(3, ge=0, description=(
         "SAE features described, classified and scored by the embedded instruct model "
         "(0 = skip autointerp)."))
+    lab: bool = Field(True, description="Run the behaviour lab (organism, context ablation, "
+                      "steering) after the detection study.")
+    lab_examples: int = Field(160, gt=1, description="Lab: organism training examples.")
+    lab_steps: int = Field(50, gt=0, description="Lab: LoRA training steps.")
+    lab_requests: int = Field(4, gt=0, description="Lab: held-out requests elicited under every "
+                              "cue (organism and base model).")
+    lab_scenarios: int = Field(24, gt=0, description="Lab: context-ablation scenarios.")
+    lab_prompts: int = Field(6, gt=0, description="Lab: steering-sweep requests.")
+    lab_max_tokens: int = Field(64, gt=0, description="Lab: new tokens per answer (context "
+                                "ablation, steering).")
+    lab_organism_max_tokens: int = Field(256, gt=0, description="Lab: new tokens per elicited "
+                                         "organism/base answer (room for the scratchpad).")
     out: Path | None = Field(None, description="Run directory (default runs/demo-<time>).")
 
 
@@ -82,14 +95,31 @@ def study_config(cfg: DemoConfig, out: Path) -> object:
         "sweep": {"n_features": [5, 10, 20, 50, 100, 200], "folds": 5},
         "autointerp": autointerp,
         "n_boot": 500,
+        "report": False,  # run_demo writes it last, after the behaviour lab
     })
+
+
+def lab_config(cfg: DemoConfig, out: Path) -> object:
+    """The :class:`~afscope.lab.LabConfig` the demo runs into the same run directory."""
+    from afscope.lab import LabConfig
+
+    return LabConfig(model=cfg.model, out=out, seed=cfg.seed,
+                     organism_examples=cfg.lab_examples, organism_steps=cfg.lab_steps,
+                     organism_requests=cfg.lab_requests, context_scenarios=cfg.lab_scenarios,
+                     steer_prompts=cfg.lab_prompts, max_tokens=cfg.lab_max_tokens,
+                     organism_max_tokens=cfg.lab_organism_max_tokens)
 
 
 def run_demo(cfg: DemoConfig) -> Path:
     """Run the demo; returns the path of its HTML report."""
+    from afscope.report import write_report
     from afscope.runs import default_run_dir
     from afscope.study import run_study
 
     out = cfg.out or default_run_dir("demo")
     run_study(study_config(cfg, out))
-    return out / "report" / "index.html"
+    if cfg.lab:
+        from afscope.lab import run_lab
+
+        run_lab(lab_config(cfg, out))  # type: ignore[arg-type]
+    return write_report(out)

@@ -56,6 +56,7 @@ def _register() -> None:
         features,
         generate,
         judge,
+        lab,
         models,
         organism,
         probe,
@@ -66,7 +67,7 @@ def _register() -> None:
     )
 
     for mod in (data, models, generate, extract, sae, probe, features, judge, steer, organism,
-                counterfactual, study, report, demo):
+                counterfactual, lab, study, report, demo):
         main.add_command(mod.command)
 
 
