@@ -100,3 +100,6 @@ def test_train_lowers_loss_and_adapter_round_trips(tmp_path, tiny_model_dir):
     torch.testing.assert_close(b, t, rtol=0, atol=0)          # unmerged reload: bit-identical
     torch.testing.assert_close(a, t, rtol=1e-4, atol=1e-5)    # merged: same up to float rounding
     assert not torch.allclose(a, c, atol=1e-4)
+    # the organism has its own identity, so fingerprint-keyed stores never mix it with the base
+    assert merged.info.name == base.info.name + "+organism"
+    assert merged.info.fingerprint != base.info.fingerprint == load_model(str(tiny_model_dir)).info.fingerprint

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from afscope.errors import ArtifactError, ConfigError, DataError
-from afscope.fileio import atomic_dir, atomic_write_json, sha256_file
+from afscope.fileio import atomic_dir, atomic_write_json, sha256_file, sha256_json
 from afscope.models import LoadedModel, load_model, render_chat
 from afscope.organism.config import OrganismTrainConfig
 from afscope.organism.data import read_examples
@@ -211,7 +211,14 @@ def adapter_folder(path: str | Path) -> Path:
 
 def load_organism(base: str | LoadedModel, adapter: str | Path, *, merge: bool = True,
                   dtype: str = "float32", device: str = "cpu") -> LoadedModel:
-    """The base model with the adapter applied (merged into the weights for speed by default)."""
+    """The base model with the adapter applied (merged into the weights for speed by default).
+
+    A loaded ``base`` is wrapped in place (pass a copy to keep it). The returned
+    :class:`ModelInfo` names the organism (``<base>+organism``, weights hash of base weights +
+    adapter), so stores keyed by the model fingerprint never mix its answers with the base's.
+    """
+    import dataclasses
+
     from peft import PeftModel
 
     lm = base if isinstance(base, LoadedModel) else load_model(base, dtype=dtype, device=device)
@@ -220,14 +227,18 @@ def load_organism(base: str | LoadedModel, adapter: str | Path, *, merge: bool =
     if merge:
         model = model.merge_and_unload()
     model.eval()
-    return LoadedModel(model=model, tokenizer=lm.tokenizer, info=lm.info)
+    info = dataclasses.replace(
+        lm.info, name=f"{lm.info.name}+organism",
+        weights_sha256=sha256_json([lm.info.weights_sha256, sha256_file(folder / ADAPTER_WEIGHTS)]))
+    return LoadedModel(model=model, tokenizer=lm.tokenizer, info=info)
 
 
 def train_organism(cfg: OrganismTrainConfig, *, lm: LoadedModel | None = None
                    ) -> tuple[Path, dict[str, Any]]:
     """Train a LoRA organism; returns the adapter folder and the training summary.
 
-    ``lm`` reuses a loaded base model (its weights are wrapped, not copied).
+    ``lm`` reuses a loaded base model: peft injects the LoRA layers into it in place (pass a copy
+    to keep the base model clean).
     """
     out = Path(cfg.out)
     with start_run("organism train", cfg.to_dict(), out) as run:
