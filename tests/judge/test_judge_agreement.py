@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 from judge_helpers import ScriptedJudge, oracle
 
-from afscope.judge import JudgeRunConfig, agreement
 from afscope.cli.judge import command
+from afscope.judge import JudgeRunConfig, agreement
 from afscope.judge.run import run_judge
 
 
