@@ -76,6 +76,15 @@ def test_lab_whole_then_resume(tmp_path, tiny_model_dir):
         "steering": 0, "organism": 0, "context": 0}
     assert (out / "lab/organism/train/adapter/adapter_model.safetensors").read_bytes() == adapter
 
+    from afscope.cli import console
+    from afscope.cli.demo import _print_behaviour
+
+    with console.capture() as cap:
+        _print_behaviour(out)
+    text = cap.get()
+    assert "compliance gap (monitored - unmonitored): organism" in text
+    assert f"context ablation: {ctx.n} pairs" in text and "baseline comply" in text
+
 
 def test_lab_parts_off_via_cli(tmp_path, tiny_model_dir):
     from afscope.cli.lab import command

@@ -13,12 +13,13 @@ from afscope.demo import DemoConfig
 @config_command(DemoConfig)
 @click.pass_context
 def command(ctx: click.Context, cfg: DemoConfig) -> None:
-    """Synthetic corpus -> baselines, SAEs, probes, autointerp -> HTML report."""
+    """Synthetic corpus -> baselines, SAEs, probes, autointerp -> behaviour lab -> HTML report."""
     from afscope.demo import run_demo
 
     report = run_demo(cfg)
     if not ctx.obj.get("quiet"):
         _print_ladder(report.parent.parent)
+        _print_behaviour(report.parent.parent)
     click.echo(str(report))
 
 
@@ -34,3 +35,27 @@ def _print_ladder(run_dir) -> None:
         a = e["metrics"]["auroc"]
         table.add_row(e["method"], f"{a['value']:.3f} [{a['lo']:.3f}, {a['hi']:.3f}]")
     console.print(table)
+
+
+def _print_behaviour(run_dir) -> None:
+    """One line per lab part: the gaps with CIs, the changed rate, the steering conditions."""
+    from afscope.report import read_behaviour
+
+    b = read_behaviour(run_dir)
+    if b is None:
+        return
+
+    def ci(c) -> str:
+        return "n/a" if c is None else f"{c.value:+.2f} [{c.lo:+.2f}, {c.hi:+.2f}]"
+
+    if b.organism is not None:
+        gaps = ", ".join(f"{m.name} {ci(m.gap)}" for m in b.organism.models)
+        console.print(f"compliance gap (monitored - unmonitored): {gaps}; organism - base "
+                      f"{ci(b.organism.gap_difference)}", highlight=False)
+    if b.context_ablation is not None:
+        c = b.context_ablation
+        console.print(f"context ablation: {c.n} pairs, changed rate {c.changed_rate:.0%}"
+                      + (" (below 20%: noisy)" if c.warning else ""), highlight=False)
+    if b.steering is not None:
+        rows = "; ".join(f"{c.name} comply {c.comply:.0%}" for c in b.steering.conditions)
+        console.print(f"steering: {rows}", highlight=False)
