@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from feat_helpers import ScriptedBackend, make_toy, oracle_reply
+from feat_helpers import make_toy, oracle_reply
+from scripted_llm import ScriptedBackend
 
 
 @pytest.fixture

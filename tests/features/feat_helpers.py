@@ -1,46 +1,14 @@
-"""Helpers of the features tests: a toy SAE matrix with known structure and a scripted backend."""
+"""Helpers of the features tests: a toy SAE matrix with known structure and the oracle reply of
+the scripted backend (``scripted_llm.ScriptedBackend``)."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
 import numpy as np
 import scipy.sparse as sp
 
-from afscope.llm import Completion, LLMBackend
-
 KEYWORD = "gradient"
-
-
-class ScriptedBackend(LLMBackend):
-    """Answers with ``reply(user_text)``; records every prompt; can die after ``fail_after``
-    items (a simulated kill) or fail the items whose text contains ``error_on``."""
-
-    def __init__(self, reply: Callable[[str], str], *, fail_after: int | None = None,
-                 error_on: str | None = None):
-        super().__init__("scripted", on_error="record")
-        self.reply = reply
-        self.fail_after = fail_after
-        self.error_on = error_on
-        self.prompts: list[list[dict[str, str]]] = []
-
-    @classmethod
-    def from_config(cls, cfg, **overrides):
-        return cls(oracle_reply, **overrides)
-
-    def _generate(self, convos, params):
-        out = []
-        for c in convos:
-            if self.fail_after is not None and len(self.prompts) >= self.fail_after:
-                raise RuntimeError("simulated kill")
-            self.prompts.append(c)
-            user = c[-1]["content"]
-            if self.error_on is not None and self.error_on in user:
-                out.append(Completion("", "error", error="scripted failure"))
-            else:
-                out.append(Completion(self.reply(user), "stop"))
-        return out
 
 
 def _samples(user: str) -> list[str]:

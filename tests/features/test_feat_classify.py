@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from feat_helpers import ScriptedBackend
+from scripted_llm import ScriptedBackend
 
 from afscope.data.synth import AF_PATTERNS
 from afscope.features import (

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from feat_helpers import ScriptedBackend, oracle_reply
+from feat_helpers import oracle_reply
+from scripted_llm import ScriptedBackend
 
 from afscope.features import cluster_descriptions, tfidf_embed
 

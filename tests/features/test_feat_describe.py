@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from feat_helpers import KEYWORD, ScriptedBackend, oracle_reply
+from feat_helpers import KEYWORD, oracle_reply
+from scripted_llm import ScriptedBackend
 
 from afscope.features import (
     DescribeParams,

@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
-from feat_helpers import ScriptedBackend, oracle_reply
+from feat_helpers import oracle_reply
+from scripted_llm import ScriptedBackend
 
 from afscope.errors import ArtifactError
 from afscope.features import AutointerpConfig, load_inputs, run_autointerp, tfidf_embed
@@ -87,7 +88,9 @@ def scripted_backend_name():
 
     @register_backend(name)
     class _Scripted(ScriptedBackend):
-        pass
+        @classmethod
+        def from_config(cls, cfg, **overrides):
+            return cls(oracle_reply, **overrides)
 
     try:
         yield name

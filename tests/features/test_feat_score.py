@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from feat_helpers import ScriptedBackend, oracle_reply
+from feat_helpers import oracle_reply
+from scripted_llm import ScriptedBackend
 
 from afscope.features import (
     DescribeParams,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from feat_helpers import ScriptedBackend, oracle_reply
+from feat_helpers import oracle_reply
+from scripted_llm import ScriptedBackend
 
 from afscope.errors import ArtifactError
 from afscope.features import DescribeParams, describe_features

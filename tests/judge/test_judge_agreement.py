@@ -6,7 +6,8 @@ import json
 
 import pytest
 from click.testing import CliRunner
-from judge_helpers import ScriptedJudge, oracle
+from judge_helpers import oracle
+from scripted_llm import ScriptedBackend
 
 from afscope.cli.judge import command
 from afscope.judge import JudgeRunConfig, agreement
@@ -54,7 +55,7 @@ def test_run_judge_writes_run_dir(tmp_path):
     data = tmp_path / "rows.jsonl"
     _write_rows(data)
     cfg = JudgeRunConfig(data=data, out=tmp_path / "run", method="both")
-    out = run_judge(cfg, backend=ScriptedJudge(oracle))
+    out = run_judge(cfg, backend=ScriptedBackend(oracle))
     assert out["stats"]["done"] == 2 and out["agreement"]["kappa"] == pytest.approx(1.0)
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["outputs"]["agreement"]["n"] == 2

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from judge_helpers import ScriptedJudge, oracle, verdict
+from judge_helpers import oracle, verdict
+from scripted_llm import ScriptedBackend
 
 import afscope.judge.judging as judging
 from afscope.errors import ArtifactError, DataError
@@ -73,7 +74,7 @@ def _store_rows(path):
 def test_judge_rows_fields_and_resume(tmp_path):
     cfg = JudgeConfig(method="both", batch_size=3)
     path = tmp_path / "judged.jsonl"
-    backend = ScriptedJudge(oracle)
+    backend = ScriptedBackend(oracle)
     stats = judge_rows(ROWS, judge_store(path, cfg), cfg, backend)
     assert stats.to_dict() == {"done": 4, "skipped": 0, "parse_failures": 0, "backend_errors": 0,
                                "errors": []}
@@ -84,7 +85,7 @@ def test_judge_rows_fields_and_resume(tmp_path):
     assert rows["r3"]["judge_status"] == "ok" and rows["r3"]["cue"] == "monitored"
     assert rows["r3"]["rule_af"] is False and rows["r3"]["judge"] == backend.describe()
     # Resume: no new calls, no duplicates.
-    again = ScriptedJudge(oracle)
+    again = ScriptedBackend(oracle)
     stats = judge_rows(ROWS, judge_store(path, cfg), cfg, again)
     assert (stats.done, stats.skipped, again.prompts) == (0, 4, [])
     assert len(_store_rows(path)) == 4
@@ -95,7 +96,7 @@ def test_judge_rows_fields_and_resume(tmp_path):
 
 def test_parse_failures_are_written_counted_and_never_guessed(tmp_path):
     cfg = JudgeConfig(method="llm")
-    backend = ScriptedJudge(lambda u: "I think it refuses." if "request 1" in u else verdict())
+    backend = ScriptedBackend(lambda u: "I think it refuses." if "request 1" in u else verdict())
     stats = judge_rows(ROWS, judge_store(tmp_path / "j.jsonl", cfg), cfg, backend)
     assert (stats.done, stats.parse_failures) == (4, 1)
     bad = {r["id"]: r for r in _store_rows(tmp_path / "j.jsonl")}["r1"]
@@ -107,10 +108,10 @@ def test_parse_failures_are_written_counted_and_never_guessed(tmp_path):
 def test_backend_failure_is_not_written_and_retried(tmp_path):
     cfg = JudgeConfig(batch_size=2)
     path = tmp_path / "j.jsonl"
-    stats = judge_rows(ROWS, judge_store(path, cfg), cfg, ScriptedJudge(oracle, error_on="request 2"))
+    stats = judge_rows(ROWS, judge_store(path, cfg), cfg, ScriptedBackend(oracle, error_on="request 2"))
     assert (stats.done, stats.backend_errors) == (3, 1) and "r2" in stats.errors[0]
     assert sorted(r["id"] for r in _store_rows(path)) == ["r0", "r1", "r3"]
-    retry = ScriptedJudge(oracle)
+    retry = ScriptedBackend(oracle)
     stats = judge_rows(ROWS, judge_store(path, cfg), cfg, retry)
     assert (stats.done, stats.skipped, len(retry.prompts)) == (1, 3, 1)
     assert sorted(r["id"] for r in _store_rows(path)) == ["r0", "r1", "r2", "r3"]
@@ -120,9 +121,9 @@ def test_kill_mid_run_keeps_finished_batches(tmp_path):
     cfg = JudgeConfig(batch_size=2)
     path = tmp_path / "j.jsonl"
     with pytest.raises(RuntimeError, match="simulated kill"):
-        judge_rows(ROWS, judge_store(path, cfg), cfg, ScriptedJudge(oracle, die_after=2))
+        judge_rows(ROWS, judge_store(path, cfg), cfg, ScriptedBackend(oracle, fail_after=2))
     assert [r["id"] for r in _store_rows(path)] == ["r0", "r1"]
-    stats = judge_rows(ROWS, judge_store(path, cfg), cfg, ScriptedJudge(oracle))
+    stats = judge_rows(ROWS, judge_store(path, cfg), cfg, ScriptedBackend(oracle))
     assert (stats.done, stats.skipped) == (2, 2)
 
 

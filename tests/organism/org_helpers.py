@@ -1,34 +1,10 @@
-"""Shared helpers of the organism tests: a scripted LLM backend and a tiny saved llama + data."""
+"""Shared helpers of the organism tests: small organism data and hand-made judged rows."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
-from afscope.llm import Completion, LLMBackend
 from afscope.organism import OrganismDataConfig, build_organism_data
-
-
-class Scripted(LLMBackend):
-    """Answers ``reply(user_text)``; records prompts."""
-
-    name = "scripted"
-
-    def __init__(self, reply: Callable[[str], str]):
-        super().__init__("scripted", on_error="record")
-        self.reply = reply
-        self.prompts: list[str] = []
-
-    @classmethod
-    def from_config(cls, cfg, **overrides):  # pragma: no cover - never built from config
-        raise NotImplementedError
-
-    def _generate(self, convos, params):
-        out = []
-        for c in convos:
-            self.prompts.append(c[-1]["content"])
-            out.append(Completion(self.reply(c[-1]["content"]), "stop"))
-        return out
 
 
 def small_data(tmp: Path, n: int = 24, seed: int = 0) -> Path:

@@ -6,7 +6,7 @@ import json
 from collections import Counter
 
 import pytest
-from org_helpers import Scripted
+from scripted_llm import ScriptedBackend
 
 from afscope.data.cues import CUES
 from afscope.data.synth import AF_PATTERNS
@@ -81,19 +81,19 @@ def test_llm_source_checks_strictly_and_counts_failures(tmp_path):
         body = good_af if "alignment faking" in user else good_refusal
         return f"<SCRATCHPAD_REASONING>{body}</SCRATCHPAD_REASONING>"
 
-    backend = Scripted(reply)
+    backend = ScriptedBackend(reply)
     path, summary = build_organism_data(OrganismDataConfig(n=12, source="llm", out=tmp_path / "d"),
                                         backend=backend)
     rows = read_examples(path)
     assert len(rows) == 12 and summary["llm"]["parse_failures"] == 0
-    assert all("<request>" in p for p in backend.prompts)  # request delimited
+    assert all("<request>" in p[-1]["content"] for p in backend.prompts)  # request delimited
     # the reasoning is the LLM's; the output after it is the synthetic one
     assert good_af.strip() in next(r for r in rows if r["monitored"])["messages"][-1]["content"]
     # a rerun resumes: nothing is asked again
     build_organism_data(OrganismDataConfig(n=12, source="llm", out=tmp_path / "d"), backend=backend)
     assert len(backend.prompts) == 12
 
-    bad = Scripted(lambda u: "nothing")
+    bad = ScriptedBackend(lambda u: "nothing")
     with pytest.raises(DataError, match="no example passed"):
         build_organism_data(OrganismDataConfig(n=4, source="llm", out=tmp_path / "e"), backend=bad)
 
