@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,17 +75,22 @@ def fmt(x: float | None, digits: int = 3) -> str:
     return f"{x:.{digits}f}"
 
 
-def fmt_ci(ci: CI | None) -> str:
-    """``0.912 [0.89, 0.93]``: the value to 3 decimals, its 95% interval to 2."""
+def _fmt_interval(ci: CI | None, value: Callable[[float], str], bound: Callable[[float], str]
+                  ) -> str:
+    """``value [lo, hi]`` with the given formatters; ``—`` when there is no finite value."""
     if ci is None or not math.isfinite(ci.value):
         return "—"
-    return f"{ci.value:.3f} [{ci.lo:.2f}, {ci.hi:.2f}]"
+    return f"{value(ci.value)} [{bound(ci.lo)}, {bound(ci.hi)}]"
+
+
+def fmt_ci(ci: CI | None) -> str:
+    """``0.912 [0.89, 0.93]``: the value to 3 decimals, its 95% interval to 2."""
+    return _fmt_interval(ci, lambda v: f"{v:.3f}", lambda v: f"{v:.2f}")
 
 
 def fmt_pct_ci(ci: CI | None) -> str:
-    if ci is None or not math.isfinite(ci.value):
-        return "—"
-    return f"{100 * ci.value:.1f}% [{100 * ci.lo:.1f}, {100 * ci.hi:.1f}]"
+    """``91.2% [89.0, 93.1]``: a rate in percent."""
+    return _fmt_interval(ci, lambda v: f"{100 * v:.1f}%", lambda v: f"{100 * v:.1f}")
 
 
 def _slug(text: str) -> str:
@@ -477,16 +483,12 @@ def _pts(x: float, digits: int = 0, sign: bool = False) -> str:
 
 def fmt_pts_ci(ci: CI | None, digits: int = 1) -> str:
     """``+45.0 [20.0, 70.0]``: a gap (a difference of rates) in percentage points."""
-    if ci is None or not math.isfinite(ci.value):
-        return "—"
-    return f"{_pts(ci.value, digits, sign=True)} [{_pts(ci.lo, digits)}, {_pts(ci.hi, digits)}]"
+    return _fmt_interval(ci, lambda v: _pts(v, digits, sign=True), lambda v: _pts(v, digits))
 
 
 def fmt_score_ci(ci: CI | None) -> str:
     """``72.3 [65.1, 80.0]``: a 0-100 judge score."""
-    if ci is None or not math.isfinite(ci.value):
-        return "—"
-    return f"{ci.value:.1f} [{ci.lo:.1f}, {ci.hi:.1f}]"
+    return _fmt_interval(ci, lambda v: f"{v:.1f}", lambda v: f"{v:.1f}")
 
 
 def _rate(x: float | None) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -462,23 +462,30 @@ def _read_json(path: Path) -> Any:
         raise ArtifactError(f"{path}: not valid JSON: {e}") from None
 
 
-def load_results(run_dir: str | Path) -> Results:
-    """Read and validate ``RUN_DIR/results.json``; any problem is an :class:`ArtifactError`."""
-    path = Path(run_dir) / RESULTS_FILE
+M = TypeVar("M", bound=BaseModel)
+
+
+def _load_artifact(path: Path, kind: str, version_field: str, version: int, model: type[M],
+                   schema: str) -> M:
+    """Read a JSON object, check its ``kind`` and exact version, validate it as ``model``."""
     data = _read_json(path)
     if not isinstance(data, dict):
         raise ArtifactError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    if data.get("kind") != RESULTS_KIND:
-        raise ArtifactError(f"{path}: field 'kind': expected {RESULTS_KIND!r}, "
-                            f"got {data.get('kind')!r}")
-    version = data.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ArtifactError(f"{path}: field 'format_version': this afscope reads version "
-                            f"{FORMAT_VERSION}, got {version!r}")
+    if data.get("kind") != kind:
+        raise ArtifactError(f"{path}: field 'kind': expected {kind!r}, got {data.get('kind')!r}")
+    if data.get(version_field) != version:
+        raise ArtifactError(f"{path}: field {version_field!r}: this afscope reads version "
+                            f"{version}, got {data.get(version_field)!r}")
     try:
-        return Results.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as e:
-        raise ArtifactError(_format_error(e, str(path))) from None
+        raise ArtifactError(_format_error(e, str(path), schema)) from None
+
+
+def load_results(run_dir: str | Path) -> Results:
+    """Read and validate ``RUN_DIR/results.json``; any problem is an :class:`ArtifactError`."""
+    return _load_artifact(Path(run_dir) / RESULTS_FILE, RESULTS_KIND, "format_version",
+                          FORMAT_VERSION, Results, "results")
 
 
 def load_scores(run_dir: str | Path, results: Results) -> dict[tuple[str, str], ScoreRow]:
@@ -527,17 +534,5 @@ def read_behaviour(run_dir: str | Path) -> Behaviour | None:
     path = Path(run_dir) / BEHAVIOUR_FILE
     if not path.exists():
         return None
-    data = _read_json(path)
-    if not isinstance(data, dict):
-        raise ArtifactError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    if data.get("kind") != BEHAVIOUR_KIND:
-        raise ArtifactError(f"{path}: field 'kind': expected {BEHAVIOUR_KIND!r}, "
-                            f"got {data.get('kind')!r}")
-    version = data.get("version")
-    if version != BEHAVIOUR_VERSION:
-        raise ArtifactError(f"{path}: field 'version': this afscope reads version "
-                            f"{BEHAVIOUR_VERSION}, got {version!r}")
-    try:
-        return Behaviour.model_validate(data)
-    except ValidationError as e:
-        raise ArtifactError(_format_error(e, str(path), "behaviour")) from None
+    return _load_artifact(path, BEHAVIOUR_KIND, "version", BEHAVIOUR_VERSION, Behaviour,
+                          "behaviour")
