@@ -15,8 +15,9 @@ from pydantic import Field, field_validator, model_validator
 from afscope.config import BaseConfig
 from afscope.data.cues import MONITORED_SYSTEM, UNMONITORED_SYSTEM
 from afscope.judge import JudgeConfig
-from afscope.judge.config import Method
+from afscope.judge.config import Method, judge_llm_flag
 from afscope.llm import LLMConfig
+from afscope.steer.config import distinct_alphas
 
 Positions = Literal["prompt", "generated", "both", "last"]
 DType = Literal["float32", "bfloat16", "float16"]
@@ -66,8 +67,7 @@ class CounterfactualConfig(BaseConfig):
     @field_validator("llm", mode="before")
     @classmethod
     def _parse_llm(cls, v: Any) -> Any:
-        # afscope.judge parses the flag (file or inline YAML) and applies its answer-length default
-        return None if v is None else JudgeConfig.model_validate({"llm": v}).llm
+        return judge_llm_flag(v)
 
     def judge_config(self) -> JudgeConfig:
         """The :class:`~afscope.judge.JudgeConfig` of the labelling step."""
@@ -120,8 +120,4 @@ class SteeringConfig(CounterfactualConfig):
     @field_validator("alphas")
     @classmethod
     def _alphas(cls, v: list[float]) -> list[float]:
-        if not v:
-            raise ValueError("expected at least one alpha")
-        if len(set(v)) != len(v):
-            raise ValueError(f"duplicate alphas in {v}")
-        return v
+        return distinct_alphas(v)

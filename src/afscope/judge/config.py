@@ -16,6 +16,15 @@ Method = Literal["rules", "llm", "both"]
 JUDGE_MAX_TOKENS = 48
 
 
+def judge_llm_flag(v: Any) -> Any:
+    """An ``--llm`` value for a judge (YAML file, inline mapping or LLMConfig), with the judge's
+    short answer length unless one is given: the ``llm`` field validator of every judging config."""
+    v = llm_from_flag(v)
+    if isinstance(v, dict) and "max_tokens" not in v:
+        v = {**v, "max_tokens": JUDGE_MAX_TOKENS}
+    return v
+
+
 def default_judge_llm() -> LLMConfig:
     """The local default backend with answers capped at :data:`JUDGE_MAX_TOKENS` tokens."""
     return LLMConfig(max_tokens=JUDGE_MAX_TOKENS)
@@ -37,10 +46,7 @@ class JudgeConfig(BaseConfig):
     @field_validator("llm", mode="before")
     @classmethod
     def _parse_llm(cls, v: Any) -> Any:
-        v = llm_from_flag(v)
-        if isinstance(v, dict) and "max_tokens" not in v:
-            v = {**v, "max_tokens": JUDGE_MAX_TOKENS}
-        return v
+        return judge_llm_flag(v)
 
     @property
     def uses_llm(self) -> bool:

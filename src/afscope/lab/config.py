@@ -15,8 +15,9 @@ from pydantic import Field, field_validator
 
 from afscope.config import BaseConfig
 from afscope.judge import JudgeConfig
-from afscope.judge.config import Method
+from afscope.judge.config import Method, judge_llm_flag
 from afscope.llm import LLMConfig
+from afscope.steer.config import distinct_alphas
 
 DType = Literal["float32", "bfloat16", "float16"]
 
@@ -85,17 +86,12 @@ class LabConfig(BaseConfig):
     @field_validator("llm", mode="before")
     @classmethod
     def _parse_llm(cls, v: Any) -> Any:
-        # afscope.judge parses the flag (file or inline YAML) and applies its answer-length default
-        return None if v is None else JudgeConfig.model_validate({"llm": v}).llm
+        return judge_llm_flag(v)
 
     @field_validator("steer_alphas")
     @classmethod
     def _alphas(cls, v: list[float]) -> list[float]:
-        if not v:
-            raise ValueError("expected at least one alpha")
-        if len(set(v)) != len(v):
-            raise ValueError(f"duplicate alphas in {v}")
-        return v
+        return distinct_alphas(v)
 
     @field_validator("steer_layers")
     @classmethod

@@ -10,16 +10,27 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from afscope.config import BaseConfig
 from afscope.judge import JudgeConfig
+from afscope.judge.config import judge_llm_flag
 from afscope.llm import LLMConfig
 
 DType = Literal["float32", "bfloat16", "float16"]
 Positions = Literal["prompt", "generated", "both", "last"]
 JudgeMethod = Literal["rules", "llm", "both"]
 
+
+
+def distinct_alphas(v: list[float]) -> list[float]:
+    """The check of every alphas field: at least one, none repeated (a repeat is the same
+    condition twice)."""
+    if not v:
+        raise ValueError("expected at least one alpha")
+    if len(set(v)) != len(v):
+        raise ValueError(f"duplicate alphas in {v}")
+    return v
 
 class _VectorOut(BaseConfig):
     out: Path = Field(Path("runs/steer-vector"),
@@ -104,12 +115,7 @@ class JudgeFields(BaseConfig):
     @field_validator("llm", mode="before")
     @classmethod
     def _parse_llm(cls, v: Any) -> Any:
-        if v is None or isinstance(v, LLMConfig):
-            return v
-        try:  # the judge's parsing: YAML file or inline mapping, short max_tokens by default
-            return JudgeConfig.model_validate({"llm": v}).llm
-        except ValidationError as e:
-            raise ValueError("; ".join(err["msg"] for err in e.errors())) from None
+        return judge_llm_flag(v)
 
     def judge_config(self) -> JudgeConfig:
         """The :class:`~afscope.judge.JudgeConfig` these fields describe."""
@@ -182,9 +188,12 @@ class SweepConfig(JudgeFields):
                              f"(they become file names); got {bad}")
         if len(set(names)) != len(names):
             raise ValueError(f"field 'vectors': duplicate names {sorted(names)}")
-        if len(set(self.alphas)) != len(self.alphas):
-            raise ValueError(f"field 'alphas': duplicate values {self.alphas}")
         return self
+
+    @field_validator("alphas")
+    @classmethod
+    def _alphas(cls, v: list[float]) -> list[float]:
+        return distinct_alphas(v)
 
     def vector_paths(self) -> dict[str, Path]:
         """``{name: path}`` in the order given."""
