@@ -5,8 +5,10 @@ pipeline of :mod:`afscope.study`: stratified split (minimal pairs kept together)
 a TopK SAE per layer trained on the train split's tokens, activation caches with SAE latents,
 probes on every layer x pooling and on the SAE features, a feature-count sweep, a few features
 described by the embedded instruct model -> the behaviour lab on the same model (a LoRA organism
-vs the base model, context ablation, a steering sweep: :mod:`afscope.lab`) -> the HTML report,
-written last so that it shows both ``results.json`` and ``behaviour.json``.
+vs the base model, context ablation, a steering sweep: :mod:`afscope.lab`) -> a short explainer
+trained on the lab's context-ablation data and evaluated against its baselines
+(:mod:`afscope.explain`) -> the HTML report, written last so that it shows ``results.json``,
+``behaviour.json`` and the explainer's ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -53,6 +55,10 @@ class DemoConfig(BaseConfig):
                                 "ablation, steering).")
     lab_organism_max_tokens: int = Field(256, gt=0, description="Lab: new tokens per elicited "
                                          "organism/base answer (room for the scratchpad).")
+    explain: bool = Field(True, description="Train and evaluate a short explainer on the lab's "
+                          "context-ablation data (needs the lab).")
+    explain_steps: int = Field(30, gt=0, description="Explainer: LoRA training steps.")
+    explain_max_tokens: int = Field(24, gt=0, description="Explainer: new tokens per explanation.")
     out: Path | None = Field(None, description="Run directory (default runs/demo-<time>).")
 
 
@@ -110,6 +116,26 @@ def lab_config(cfg: DemoConfig, out: Path) -> object:
                      organism_max_tokens=cfg.lab_organism_max_tokens)
 
 
+def run_explainer(cfg: DemoConfig, out: Path) -> Path:
+    """Context-ablation task from the lab's dataset -> a short LoRA explainer on the same model
+    -> its eval table against zero-shot and few-shot (``OUT/explain/eval/metrics.json``)."""
+    from afscope.explain.config import ExplainEvalConfig, ExplainTrainConfig
+    from afscope.explain.data import ExplainDataConfig, build_task_data
+    from afscope.explain.evaluate import evaluate_explainers
+    from afscope.explain.train import train_explainer
+
+    root = out / "explain"
+    data, _ = build_task_data(ExplainDataConfig(task="context_ablation",
+                                                source=out / "lab" / "context", out=root / "data"))
+    train, _ = train_explainer(ExplainTrainConfig(
+        data=[data], model=cfg.model, out=root / "train", max_steps=cfg.explain_steps,
+        eval_steps=10, eval_size=16, batch_size=4, lr=1e-3, seed=cfg.seed))
+    ev, _ = evaluate_explainers(ExplainEvalConfig(
+        explainers=[train], out=root / "eval", conditions=["trained", "zero_shot", "few_shot"],
+        max_tokens=cfg.explain_max_tokens, n_boot=500, seed=cfg.seed))
+    return ev
+
+
 def run_demo(cfg: DemoConfig) -> Path:
     """Run the demo; returns the path of its HTML report."""
     from afscope.report import write_report
@@ -122,4 +148,6 @@ def run_demo(cfg: DemoConfig) -> Path:
         from afscope.lab import run_lab
 
         run_lab(lab_config(cfg, out))  # type: ignore[arg-type]
+        if cfg.explain:
+            run_explainer(cfg, out)
     return write_report(out)

@@ -52,6 +52,7 @@ def _register() -> None:
         counterfactual,
         data,
         demo,
+        explain,
         extract,
         features,
         generate,
@@ -67,7 +68,7 @@ def _register() -> None:
     )
 
     for mod in (data, models, generate, extract, sae, probe, features, judge, steer, organism,
-                counterfactual, lab, study, report, demo):
+                counterfactual, explain, lab, study, report, demo):
         main.add_command(mod.command)
 
 

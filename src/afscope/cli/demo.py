@@ -13,13 +13,15 @@ from afscope.demo import DemoConfig
 @config_command(DemoConfig)
 @click.pass_context
 def command(ctx: click.Context, cfg: DemoConfig) -> None:
-    """Synthetic corpus -> baselines, SAEs, probes, autointerp -> behaviour lab -> HTML report."""
+    """Synthetic corpus -> baselines, SAEs, probes, autointerp -> behaviour lab -> explainer ->
+    HTML report."""
     from afscope.demo import run_demo
 
     report = run_demo(cfg)
     if not ctx.obj.get("quiet"):
         _print_ladder(report.parent.parent)
         _print_behaviour(report.parent.parent)
+        _print_explainer(report.parent.parent)
     click.echo(str(report))
 
 
@@ -59,3 +61,18 @@ def _print_behaviour(run_dir) -> None:
     if b.steering is not None:
         rows = "; ".join(f"{c.name} comply {c.comply:.0%}" for c in b.steering.conditions)
         console.print(f"steering: {rows}", highlight=False)
+
+
+def _print_explainer(run_dir) -> None:
+    import json
+
+    from afscope.explain.evaluate import METRICS_FILE, headline
+
+    path = run_dir / "explain" / "eval" / METRICS_FILE
+    if not path.is_file():
+        return
+    result = json.loads(path.read_text(encoding="utf-8"))
+    for row in result["table"]:
+        cells = ", ".join(f"{t} {v[0]:.2f} [{v[1]:.2f}, {v[2]:.2f}]" for t, v in headline(row)
+                          if v is not None)
+        console.print(f"explainer {row['task']} {row['condition']}: {cells}", highlight=False)

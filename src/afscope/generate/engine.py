@@ -18,7 +18,7 @@ first stop string (``finish_reason`` ``"stop"``), else ``"length"``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,7 @@ from afscope.generate.steering import Steering, check_width, steer_batch
 from afscope.progress import track
 
 Prompt = str | Sequence[dict[str, str]] | Sequence[int]
+BatchContext = Callable[[Sequence[int], torch.Tensor], contextlib.AbstractContextManager]
 
 
 @dataclass(frozen=True)
@@ -148,13 +149,17 @@ def generate(
     batch_size: int = 16,
     template: str | None = None,
     description: str | None = None,
+    batch_context: BatchContext | None = None,
 ) -> list[Generation]:
     """Generate an answer for every prompt, in input order.
 
     ``prompts``: strings (one user turn), chats (lists of ``{"role", "content"}``) or token id lists.
     ``steering``: one :class:`Steering` for all rows, or one (or None) per prompt. ``seeds``: the
     per-row sampling seeds (default ``params.seed + index``); unused when greedy.
-    ``description`` shows a progress bar over batches.
+    ``description`` shows a progress bar over batches. ``batch_context(rows, attention)``, given the
+    input indices of a batch and its ``(B, T)`` left-padded prompt mask, returns a context manager
+    entered around that batch's decoding (e.g. hooks that edit prompt positions: the explainer's
+    continuous tokens).
     """
     params = params if params is not None else GenerationParams()
     if batch_size < 1:
@@ -180,15 +185,18 @@ def generate(
     with torch.inference_mode(), eval_mode(model):
         it = track(batches, description) if description else batches
         for chunk in it:
+            ctx = (lambda att, c=chunk: batch_context(c, att)) if batch_context else None
             outs = _generate_batch(model, tokenizer, [ids[i] for i in chunk], params,
-                                   [per_row[i] for i in chunk], [row_seeds[i] for i in chunk])
+                                   [per_row[i] for i in chunk], [row_seeds[i] for i in chunk], ctx)
             for i, g in zip(chunk, outs):
                 results[i] = g
     return [r for r in results if r is not None]
 
 
 def _generate_batch(model: Any, tok: Any, seqs: list[list[int]], params: GenerationParams,
-                    steering: list[Steering | None], seeds: list[int]) -> list[Generation]:
+                    steering: list[Steering | None], seeds: list[int],
+                    context: Callable[[torch.Tensor], contextlib.AbstractContextManager] | None
+                    = None) -> list[Generation]:
     eos = eos_ids(model, tok)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else (eos[0] if eos else 0)
     width = max(len(s) for s in seqs)
@@ -207,7 +215,8 @@ def _generate_batch(model: Any, tok: Any, seqs: list[list[int]], params: Generat
     if params.stop:
         kwargs.update(stop_strings=list(params.stop), tokenizer=tok)
     device = next(model.parameters()).device
-    with steer_batch(model, steering, attention):
+    with steer_batch(model, steering, attention), \
+            (context(attention) if context else contextlib.nullcontext()):
         out = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
                              **kwargs)
     ends = set(eos) | {pad_id}  # a row stopped by a stop string is padded after it

@@ -220,3 +220,40 @@ def interval_plot(labels: Sequence[str], values: Sequence[float], lo: Sequence[f
         ax.grid(axis="y", visible=False)
         fig.tight_layout()
         return _png(fig)
+
+
+@dataclass(frozen=True)
+class LossCurve:
+    """One explainer's losses: training loss per logging step, validation loss per evaluation."""
+
+    label: str
+    train_steps: np.ndarray
+    train_loss: np.ndarray
+    eval_steps: np.ndarray
+    eval_loss: np.ndarray
+
+
+def loss_plot(curves: Sequence[LossCurve], title: str = "explainer training") -> bytes:
+    """Training loss (solid) and validation loss (dashed, dots) against the optimizer step; one
+    colour per explainer. Non-finite losses are left out of the lines."""
+    with _figure(6.4, 4.0) as fig:
+        ax = fig.add_subplot()
+        for i, c in enumerate(curves):
+            color = PALETTE[i % len(PALETTE)]
+            for steps, loss, kind, style in ((c.train_steps, c.train_loss, "train", {}),
+                                             (c.eval_steps, c.eval_loss, "validation",
+                                              {"linestyle": "--", "marker": "o",
+                                               "markersize": 4})):
+                x = np.asarray(steps, dtype=float)
+                y = np.asarray(loss, dtype=float)
+                ok = np.isfinite(x) & np.isfinite(y)
+                if ok.any():
+                    ax.plot(x[ok], y[ok], color=color, linewidth=1.4,
+                            label=_short(f"{c.label} {kind}", 60), **style)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("answer-token loss")
+        ax.set_title(_short(title, 80))
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper right")
+        fig.tight_layout()
+        return _png(fig)

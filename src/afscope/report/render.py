@@ -6,6 +6,8 @@ distributions per fine category (where hard negatives show up), sweeps, calibrat
 table. ``features.html`` is the feature browser. Sections whose data the run lacks are left out.
 ``behaviour.html`` shows the behaviour lab's ``behaviour.json`` (organism compliance gap, context
 ablation, steering sweep, judge agreement); a run with only that file gets it as its index page.
+``explainer.html`` (:mod:`afscope.report.explainer`) shows the explainer evaluation
+``explain/eval/metrics.json``; a run with nothing else gets it as its index page.
 
 Output is deterministic: the same run gives the same bytes (no timestamps beyond the run's own
 ``created``, fixed plot sizes, PNGs without the ``Software`` tag), written through a temp dir that
@@ -51,6 +53,7 @@ from afscope.report.schema import (
     load_results,
     load_scores,
     read_behaviour,
+    read_explain,
 )
 
 logger = logging.getLogger(__name__)
@@ -59,6 +62,7 @@ REPORT_DIR = "report"
 INDEX_FILE = "index.html"
 FEATURES_FILE = "features.html"
 BEHAVIOUR_PAGE = "behaviour.html"
+EXPLAINER_PAGE = "explainer.html"
 TOP_METHODS = 3  # non-baseline methods drawn in ROC / distribution / calibration plots
 MAX_EXAMPLES = 6  # token-highlighted examples shown per feature (keeps features.html small)
 MAX_TEXT = 600  # characters of a lab example shown (behaviour.json promises no more; kept if not)
@@ -705,13 +709,15 @@ def _steer_files(st: SteeringInfo, run_dir: Path, tmp: Path
 
 
 def _behaviour_context(b: Behaviour, run_dir: Path, out: Path, tmp: Path,
-                       index_file: str | None) -> dict[str, Any]:
+                       index_file: str | None, explainer_file: str | None = None
+                       ) -> dict[str, Any]:
     """Everything behaviour.html.j2 reads; draws the figures and copies the plots into ``tmp``."""
     org, ab, st = b.organism, b.context_ablation, b.steering
     ctx: dict[str, Any] = {
         "b": b,
         "title": f"afscope behaviour lab: {b.model}",
         "index_file": index_file,
+        "explainer_file": explainer_file,
         "links": [(name, href) for name in (MANIFEST_FILE, BEHAVIOUR_FILE)
                   if (href := _link(run_dir / name, out))],
         "verdicts": _behaviour_verdicts(b),
@@ -769,7 +775,8 @@ def _resolve_out(run_dir: Path, out: str | Path | None) -> Path:
 
 
 def _write_results_pages(results: Results, scores: dict[tuple[str, str], ScoreRow], run_dir: Path,
-                         out: Path, tmp: Path, env: Environment, behaviour_file: str | None) -> None:
+                         out: Path, tmp: Path, env: Environment, behaviour_file: str | None,
+                         explainer_file: str | None = None) -> None:
     """index.html (and features.html) of ``results.json`` into ``tmp``."""
     view = _View(results, scores)
     verdicts, loses_on_main = _verdicts(view)
@@ -794,6 +801,7 @@ def _write_results_pages(results: Results, scores: dict[tuple[str, str], ScoreRo
         "sae_links": [_link(run_dir / s.path, out) if s.path else None for s in results.sae],
         "features_file": FEATURES_FILE if features else None,
         "behaviour_file": behaviour_file,
+        "explainer_file": explainer_file,
     }
     atomic_write_text(tmp / INDEX_FILE, env.get_template("index.html.j2").render(context))
     if features:
@@ -804,11 +812,13 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Render the HTML report of a run and return the path of its ``index.html``.
 
     Reads ``RUN_DIR/results.json`` and ``RUN_DIR/scores.jsonl`` (optional: without it the ROC and
-    score-distribution figures are left out), and ``RUN_DIR/behaviour.json`` when the behaviour lab
-    ran. Writes ``index.html``, the PNG figures, ``features.html`` when the run has features and
-    ``behaviour.html`` when it has a behaviour lab into ``out`` (default ``RUN_DIR/report``),
-    replacing any previous report there in one rename. A lab-only run (``behaviour.json`` without
-    ``results.json``) gets the behaviour page as its ``index.html``.
+    score-distribution figures are left out), ``RUN_DIR/behaviour.json`` when the behaviour lab
+    ran and ``RUN_DIR/explain/eval/metrics.json`` when an explainer was evaluated. Writes
+    ``index.html``, the PNG figures, ``features.html`` when the run has features,
+    ``behaviour.html`` when it has a behaviour lab and ``explainer.html`` when it has an explainer
+    evaluation into ``out`` (default ``RUN_DIR/report``), replacing any previous report there in
+    one rename. Without ``results.json`` the behaviour page (else the explainer page) is also the
+    ``index.html``.
 
     Raises :class:`~afscope.errors.ArtifactError` naming the file and field when the results are
     missing or malformed, :class:`~afscope.errors.ConfigError` when ``out`` is not a safe place to
@@ -816,23 +826,37 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """
     run_dir = Path(run_dir)
     behaviour = read_behaviour(run_dir)
+    explain = read_explain(run_dir)
     results, scores = None, {}
-    if behaviour is None or (run_dir / RESULTS_FILE).exists():
+    if (behaviour is None and explain is None) or (run_dir / RESULTS_FILE).exists():
         results = load_results(run_dir)
         scores = load_scores(run_dir, results)
     out_path = _resolve_out(run_dir, out)
     env = _environment()
+    results_file = INDEX_FILE if results is not None else None
+    behaviour_file = BEHAVIOUR_PAGE if behaviour is not None else None
+    explainer_file = EXPLAINER_PAGE if explain is not None else None
     with atomic_dir(out_path) as tmp:
         if behaviour is not None:
-            ctx = _behaviour_context(behaviour, run_dir, out_path, tmp,
-                                     INDEX_FILE if results is not None else None)
+            ctx = _behaviour_context(behaviour, run_dir, out_path, tmp, results_file,
+                                     explainer_file)
             page = env.get_template("behaviour.html.j2").render(ctx)
             atomic_write_text(tmp / BEHAVIOUR_PAGE, page)
             if results is None:
                 atomic_write_text(tmp / INDEX_FILE, page)
+        if explain is not None:
+            # imported here: afscope.report.explainer imports this module
+            from afscope.report.explainer import explainer_context
+
+            ctx = explainer_context(explain, run_dir, out_path, tmp, index_file=results_file,
+                                    behaviour_file=behaviour_file)
+            page = env.get_template("explainer.html.j2").render(ctx)
+            atomic_write_text(tmp / EXPLAINER_PAGE, page)
+            if results is None and behaviour is None:
+                atomic_write_text(tmp / INDEX_FILE, page)
         if results is not None:
-            _write_results_pages(results, scores, run_dir, out_path, tmp, env,
-                                 BEHAVIOUR_PAGE if behaviour is not None else None)
+            _write_results_pages(results, scores, run_dir, out_path, tmp, env, behaviour_file,
+                                 explainer_file)
     index = out_path / INDEX_FILE
     logger.info("report written to %s", index)
     return index

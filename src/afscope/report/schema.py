@@ -536,3 +536,148 @@ def read_behaviour(run_dir: str | Path) -> Behaviour | None:
         return None
     return _load_artifact(path, BEHAVIOUR_KIND, "version", BEHAVIOUR_VERSION, Behaviour,
                           "behaviour")
+
+
+# --------------------------------------------------------------------------------------------------
+# explain/eval/metrics.json: the explainer's evaluation (afscope.explain.evaluate)
+
+EXPLAIN_FILE = "explain/eval/metrics.json"
+EXPLAIN_KIND = "afscope_explain_eval"
+EXPLAIN_VERSION = 1
+# afscope.explain.schema.TASKS, spelled out: that module imports torch, the report does not.
+ExplainTask = Literal["context_ablation", "steering", "features"]
+
+
+class ExplainerInfo(_Model):
+    """One evaluated explainer; ``run_dir`` is its train run as given on the command line."""
+
+    label: str
+    run_dir: str
+    model: dict[str, Any]
+    targets: list[str]
+    relation: Literal["self", "cross", "unknown"]
+    tasks: list[ExplainTask]
+
+
+class ExplainSummary(_Model):
+    """:func:`afscope.explain.metrics.summarize` output. Only its outline is checked here: the
+    renderer reads the metric entries through :func:`afscope.explain.evaluate.metric_value`."""
+
+    n: int = Field(ge=0)
+    subsets: dict[str, dict[str, Any]]
+    by_question_type: dict[str, dict[str, Any]]
+
+    @field_validator("subsets")
+    @classmethod
+    def _subsets(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        if "all" not in v:
+            raise ValueError("no 'all' subset")
+        unknown = sorted(set(v) - {"all", "changed", "unchanged"})
+        if unknown:
+            raise ValueError(f"unknown subset(s) {unknown}; expected all, changed, unchanged")
+        for name, sub in v.items():
+            n = sub.get("n")
+            if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+                raise ValueError(f"subset {name!r}: 'n' must be a count, got {n!r}")
+        return v
+
+
+class ExplainRow(_Model):
+    """One row of the metric table: one explainer x condition x task."""
+
+    explainer: str
+    relation: Literal["self", "cross", "unknown"]
+    condition: str
+    task: ExplainTask
+    n: int = Field(ge=0)
+    metrics: ExplainSummary
+
+
+class ExplainExample(_Model):
+    """A test example with each condition's prediction (None: the condition does not apply)."""
+
+    explainer: str
+    task: ExplainTask
+    id: str
+    question_type: str
+    prompt: str
+    answer: str
+    changed: bool | None
+    predictions: dict[str, str | None]
+
+
+class TrainPoint(_Model):
+    step: int = Field(ge=0)
+    loss: float
+    epoch: float | None = None
+
+
+class EvalPoint(_Model):
+    step: int = Field(ge=0)
+    loss: float
+
+
+class TrainCurve(_Model):
+    """An explainer's ``train_log.json``: training loss per logging step, validation loss per
+    evaluation."""
+
+    train: list[TrainPoint]
+    eval: list[EvalPoint]
+
+
+class ExplainEval(_Model):
+    """The whole ``metrics.json`` of ``afscope explain eval``."""
+
+    kind: Literal["afscope_explain_eval"]
+    format_version: int
+    explainers: list[ExplainerInfo]
+    conditions: list[str]
+    table: list[ExplainRow]
+    examples: list[ExplainExample]
+    train_curves: dict[str, TrainCurve]
+    judge: str
+    params: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _references(self) -> ExplainEval:
+        labels = [e.label for e in self.explainers]
+        for i, name in enumerate(labels):
+            if name in labels[:i]:
+                raise ValueError(f"explainers.{i}.label: duplicate explainer {name!r}")
+        for i, name in enumerate(self.conditions):
+            if name in self.conditions[:i]:
+                raise ValueError(f"conditions.{i}: duplicate condition {name!r}")
+        known, conds = set(labels), set(self.conditions)
+        seen: set[tuple[str, str, str]] = set()
+        for i, row in enumerate(self.table):
+            if row.explainer not in known:
+                raise ValueError(f"table.{i}.explainer: {row.explainer!r} is not in explainers")
+            if row.condition not in conds:
+                raise ValueError(f"table.{i}.condition: {row.condition!r} is not in conditions")
+            key = (row.explainer, row.condition, row.task)
+            if key in seen:
+                raise ValueError(f"table.{i}: second row of {row.explainer!r}, {row.condition!r} "
+                                 f"on {row.task!r}")
+            seen.add(key)
+        for i, ex in enumerate(self.examples):
+            if ex.explainer not in known:
+                raise ValueError(f"examples.{i}.explainer: {ex.explainer!r} is not in explainers")
+            extra = sorted(set(ex.predictions) - conds)
+            if extra:
+                raise ValueError(f"examples.{i}.predictions: condition(s) {extra} are not in "
+                                 f"conditions")
+        for name in self.train_curves:
+            if name not in known:
+                raise ValueError(f"train_curves: {name!r} is not in explainers")
+        return self
+
+
+def read_explain(run_dir: str | Path) -> ExplainEval | None:
+    """Read and validate ``RUN_DIR/explain/eval/metrics.json``; None when the run evaluated no
+    explainer. Any problem with a file that exists is an :class:`ArtifactError` naming the file
+    and field."""
+    path = Path(run_dir) / EXPLAIN_FILE
+    if not path.exists():
+        return None
+    return _load_artifact(path, EXPLAIN_KIND, "format_version", EXPLAIN_VERSION, ExplainEval,
+                          "explainer evaluation")

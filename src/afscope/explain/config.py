@@ -1,0 +1,106 @@
+"""Configs of ``afscope explain train`` and ``afscope explain eval`` (seed 000's explainer).
+
+``explain data`` has its config beside its builders (:class:`afscope.explain.data.ExplainDataConfig`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from afscope.config import BaseConfig
+from afscope.judge.config import judge_llm_flag
+from afscope.llm import LLMConfig
+
+DType = Literal["float32", "bfloat16", "float16"]
+Mode = Literal["replace", "add"]
+Condition = Literal["trained", "zero_shot", "few_shot", "nearest_neighbour", "no_vector",
+                    "shuffled_vector", "random_vector"]
+CONDITIONS: tuple[str, ...] = ("trained", "zero_shot", "few_shot", "nearest_neighbour",
+                               "no_vector", "shuffled_vector", "random_vector")
+#: seed 000's question-type weights (generative 1.0, orig/change match 0.5 each).
+SEED_WEIGHTS: dict[str, float] = {"context_ablation/generative_explanation": 1.0,
+                                  "context_ablation/orig_match": 0.5,
+                                  "context_ablation/change_match": 0.5}
+
+
+class ExplainTrainConfig(BaseConfig):
+    """LoRA-train an explainer on one or more task folders (multi-task with per-task weights)."""
+
+    data: list[Path] = Field(description="Task folder(s) from `afscope explain data` (their "
+                             "train.jsonl; several folders = multi-task training).", min_length=1)
+    model: str = Field("smollm2-135m-instruct", description="Explainer model: embedded name, "
+                       "local HF folder or hub id (the target itself = self-explanation).")
+    out: Path = Field(Path("runs/explain-train"), description="Run directory: adapter/, "
+                      "checkpoints/, explainer.json, train_log.json, manifest.json.")
+    weights: dict[str, float] = Field(dict(SEED_WEIGHTS), description="Loss weight per "
+                                      "'task/question_type' or 'task' (default 1.0).")
+    mode: Mode = Field("replace", description="Continuous tokens: replace the placeholder "
+                       "embeddings, or add norm-matched vectors after block inject_layer.")
+    inject_layer: int = Field(1, ge=0, description="Block after which 'add' mode adds vectors.")
+    projection: Literal["auto", "linear", "none"] = Field(
+        "auto", description="Per-layer full-rank projection target -> explainer width: auto = "
+        "only when the widths differ; linear = always (identity init when equal).")
+    r: int = Field(16, gt=0, description="LoRA rank.")
+    lora_alpha: int = Field(32, gt=0, description="LoRA alpha.")
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
+    target_modules: list[str] | None = Field(None, description="Module names LoRA adapts "
+                                             "(default: attention and MLP projections).")
+    lr: float = Field(1e-3, gt=0, description="Peak learning rate.")
+    epochs: float = Field(3.0, gt=0, description="Passes over the training data.")
+    max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1 = epochs).")
+    batch_size: int = Field(4, gt=0, description="Examples per device per step.")
+    grad_accum: int = Field(1, gt=0, description="Gradient accumulation steps.")
+    max_length: int = Field(1024, gt=0, description="Longest example in tokens; longer ones are "
+                            "dropped and counted (never cut).")
+    scheduler: Literal["linear", "cosine", "constant"] = Field("linear", description="LR schedule.")
+    warmup_steps: int = Field(0, ge=0, description="Linear warmup steps.")
+    weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
+    val_fraction: float = Field(0.15, ge=0.0, lt=1.0, description="Share of training units "
+                                "(scenarios/features) held out for evaluation during training.")
+    eval_steps: int = Field(20, gt=0, description="Evaluate (and checkpoint) every N steps.")
+    eval_size: int = Field(64, gt=0, description="Fixed validation subset size (same rows at "
+                           "every evaluation).")
+    patience: int | None = Field(3, ge=1, description="Early stopping: evaluations without "
+                                 "improvement of the validation loss (None = off).")
+    save_total_limit: int = Field(2, ge=1, description="Checkpoints kept (the best is never "
+                                  "deleted).")
+    resume: bool = Field(False, description="Resume from the last checkpoint in OUT/checkpoints "
+                         "(same data order).")
+    dtype: DType = Field("float32", description="Model dtype.")
+    device: str = Field("cpu", description="torch device (cpu forces use_cpu).")
+    seed: int = Field(0, description="Seed of the split, LoRA init, projection and data order.")
+
+
+class ExplainEvalConfig(BaseConfig):
+    """Evaluate trained explainers against baselines and controls on held-out examples."""
+
+    explainers: list[Path] = Field(description="Train run directories (several = self vs "
+                                   "cross-model in one table).", min_length=1)
+    data: list[Path] | None = Field(None, description="Task folder(s) whose test.jsonl is "
+                                    "evaluated; default: the folders each explainer trained on.")
+    out: Path = Field(Path("runs/explain-eval"), description="Run directory: predictions/, "
+                      "metrics.json, manifest.json.")
+    conditions: list[Condition] = Field(list(CONDITIONS), description="Rows of the table: the "
+                                        "trained explainer, baselines and vector controls.")
+    few_shot_k: int = Field(3, ge=1, description="In-context examples of the few-shot baseline.")
+    max_examples: int | None = Field(None, ge=1, description="Evaluate only the first N test "
+                                     "examples per task (quick runs).")
+    max_tokens: int = Field(48, gt=0, description="New tokens per explanation.")
+    batch_size: int = Field(8, gt=0, description="Prompts per generation batch.")
+    judge: Literal["none", "llm"] = Field("none", description="LM-judge similarity of feature "
+                                          "descriptions (1-5 -> 0-1, max over references).")
+    llm: LLMConfig | None = Field(None, description="LLM judge settings (judge llm).")
+    embed_similarity: bool = Field(True, description="Cosine similarity of description "
+                                   "embeddings (offline MiniLM), beside the LM judge.")
+    n_boot: int = Field(1000, gt=0, description="Bootstrap resamples of every CI.")
+    dtype: DType = Field("float32", description="Model dtype.")
+    device: str = Field("cpu", description="torch device.")
+    seed: int = Field(0, description="Seed of shuffles, random vectors, few-shot picks, CIs.")
+
+    @field_validator("llm", mode="before")
+    @classmethod
+    def _parse_llm(cls, v: Any) -> Any:
+        return judge_llm_flag(v)

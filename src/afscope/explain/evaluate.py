@@ -1,0 +1,350 @@
+"""``afscope explain eval``: trained explainers against baselines and controls, in one table.
+
+Conditions (rows of the table), on the held-out ``test.jsonl`` of each task folder:
+
+* ``trained``: the LoRA explainer with the real vectors;
+* ``zero_shot``: the same base model with the adapter switched off (``disable_adapter``), same
+  prompt; ``few_shot``: the same, with ``few_shot_k`` training examples of the same task and
+  question type as prior turns (their vectors injected too);
+* ``nearest_neighbour`` (vector tasks): the answer of the training example whose vector has the
+  highest cosine similarity with the test vector (no generation);
+* controls of the trained explainer on vector tasks: ``no_vector`` (placeholders left as plain
+  tokens), ``shuffled_vector`` (each example gets another example's vectors: a seeded derangement)
+  and ``random_vector`` (seeded Gaussian vectors). If the trained row does not beat these, the
+  explainer is not reading the activation.
+
+Several explainers (e.g. one trained on the target itself, one on the other embedded model) give a
+self vs cross-model table. Generation is the batched engine (:func:`afscope.generate.generate`)
+with the continuous tokens injected at the prefill. Every prediction is written to
+``predictions/<explainer>/<condition>.jsonl``; ``metrics.json`` holds the table (each metric with
+its bootstrap CI, split by changed/unchanged), example explanations and the training curves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import random
+import re
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from afscope.errors import ConfigError
+from afscope.explain.config import ExplainEvalConfig
+from afscope.explain.encode import Encoded, encode_examples, vector_batch
+from afscope.explain.inject import inject
+from afscope.explain.metrics import max_over_references, score_row, summarize
+from afscope.explain.schema import TEST_FILE, Example
+from afscope.explain.train import TRAIN_LOG, load_explainer, load_tasks
+from afscope.fileio import atomic_write_json, atomic_write_text
+from afscope.generate import GenerationParams, generate
+from afscope.runs import start_run
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+PREDICTIONS_DIR = "predictions"
+FORMAT_VERSION = 1
+KIND = "afscope_explain_eval"
+VECTOR_CONTROLS = ("no_vector", "shuffled_vector", "random_vector")
+N_EXAMPLES_SHOWN = 6
+JUDGE_PROMPT = ("Two descriptions of the same sparse-autoencoder feature are given. Rate how "
+                "similar their meanings are, from 1 (unrelated) to 5 (the same meaning). Reply with "
+                "the number only.\n\nDescription A: {a}\n\nDescription B: {b}")
+_SCORE = re.compile(r"^\s*([1-5])\s*\.?\s*$")
+
+
+def parse_judge_score(text: str) -> int | None:
+    """The judge's 1-5 score when the reply is exactly one digit (a period allowed), else None."""
+    m = _SCORE.match(text or "")
+    return int(m.group(1)) if m else None
+
+
+def _has_vectors(examples: Sequence[Example]) -> bool:
+    return any(e.vectors for e in examples)
+
+
+def limit_per_task(examples: Sequence[Example], n: int | None) -> list[Example]:
+    """The first ``n`` examples of each task (file order); all when ``n`` is None."""
+    if n is None:
+        return list(examples)
+    seen: Counter[str] = Counter()
+    out = []
+    for e in examples:
+        if seen[e.task] < n:
+            out.append(e)
+            seen[e.task] += 1
+    return out
+
+
+def few_shot_examples(test: Sequence[Example], train: Sequence[Example], k: int, seed: int
+                      ) -> list[Example]:
+    """Each test example with ``k`` seeded training demonstrations of its task and question type
+    as prior user/assistant turns (system prompt first, demos, then the question)."""
+    rng = random.Random(seed)
+    pools: dict[tuple[str, str], list[Example]] = {}
+    for e in train:
+        pools.setdefault((e.task, e.question_type), []).append(e)
+    out = []
+    for e in test:
+        pool = pools.get((e.task, e.question_type), [])
+        demos = rng.sample(pool, min(k, len(pool)))
+        system = [m for m in e.chat() if m["role"] == "system"][:1]
+        turns: list[dict[str, str]] = []
+        refs = []
+        for d in demos:
+            turns += [m for m in d.chat() if m["role"] == "user"]
+            turns.append({"role": "assistant", "content": d.answer})
+            refs += [v.model_dump() for v in d.vectors]
+        turns += [m for m in e.chat() if m["role"] != "system"]
+        refs += [v.model_dump() for v in e.vectors]
+        out.append(Example.model_validate({**e.model_dump(), "messages": [*system, *turns],
+                                           "vectors": refs}))
+    return out
+
+
+def nearest_neighbour(test: Sequence[Example], train: Sequence[Example],
+                      vectors: dict[str, torch.Tensor]) -> list[str | None]:
+    """The answer of the most cosine-similar training vector (same task and question type);
+    None for examples without vectors."""
+    preds: list[str | None] = []
+    for e in test:
+        pool = [t for t in train if t.task == e.task and t.question_type == e.question_type
+                and t.vectors]
+        if not e.vectors or not pool:
+            preds.append(None)
+            continue
+        q = vectors[e.vectors[0].key].float()
+        m = torch.stack([vectors[t.vectors[0].key].float() for t in pool])
+        sims = torch.nn.functional.cosine_similarity(m, q[None, :], dim=1)
+        preds.append(pool[int(sims.argmax())].answer)
+    return preds
+
+
+def control_rows(rows: Sequence[Encoded], kind: str, vectors: dict[str, torch.Tensor], seed: int
+                 ) -> tuple[list[Encoded], dict[str, torch.Tensor]]:
+    """The vector controls of ``rows`` (all with vectors): ``no_vector``, ``shuffled_vector``
+    (row i gets the vectors of row perm[i+1]: no row keeps its own) or ``random_vector``."""
+    if kind == "no_vector":
+        return [dataclasses.replace(r, positions=[], keys=[], layers=[]) for r in rows], vectors
+    if kind == "shuffled_vector":
+        perm = list(range(len(rows)))
+        random.Random(seed).shuffle(perm)
+        donor = {perm[i]: perm[(i + 1) % len(perm)] for i in range(len(perm))}
+        out = []
+        for i, r in enumerate(rows):
+            d = rows[donor[i]]
+            keys = [d.keys[j % len(d.keys)] for j in range(len(r.keys))]
+            layers = [d.layers[j % len(d.layers)] for j in range(len(r.layers))]
+            out.append(dataclasses.replace(r, keys=keys, layers=layers))
+        return out, vectors
+    if kind == "random_vector":
+        g = torch.Generator().manual_seed(seed)
+        width = next(iter(vectors.values())).shape[0]
+        extra = dict(vectors)
+        out = []
+        for i, r in enumerate(rows):
+            keys = []
+            for j in range(len(r.keys)):
+                key = f"random:{i}:{j}"
+                extra[key] = torch.randn(width, generator=g)
+                keys.append(key)
+            out.append(dataclasses.replace(r, keys=keys))
+        return out, extra
+    raise ConfigError(f"unknown vector control {kind!r}")
+
+
+def explain_generate(lm: Any, meta: dict[str, Any], rows: Sequence[Encoded],
+                     vectors: dict[str, torch.Tensor], *, max_tokens: int, batch_size: int,
+                     description: str | None = None) -> list[str]:
+    """Greedy explanations of encoded prompts, the vectors injected at their placeholders."""
+
+    def batch_context(chunk: Sequence[int], attention: torch.Tensor) -> Any:
+        batch_rows = [rows[i] for i in chunk]
+        T = attention.shape[1]
+        starts = (T - attention.sum(dim=1)).tolist()
+        vb = vector_batch(batch_rows, vectors, starts) if vectors else None
+        return inject(lm.model, vb, mode=meta["mode"], inject_layer=meta["inject_layer"],
+                      embed_norm=meta["embed_norm"], seq_len=T)
+
+    gens = generate(lm.model, lm.tokenizer, [r.prompt for r in rows],
+                    GenerationParams(max_tokens=max_tokens, temperature=0.0),
+                    batch_size=batch_size, description=description, batch_context=batch_context)
+    return [g.text for g in gens]
+
+
+def _relation(explainer_model: str, targets: Sequence[str]) -> str:
+    bases = {str(t).split("+", 1)[0] for t in targets if t}
+    if not bases:
+        return "unknown"
+    return "self" if bases == {explainer_model} else "cross"
+
+
+def _score_descriptions(rows: list[dict[str, Any]], cfg: ExplainEvalConfig, backend: Any) -> None:
+    desc = [r for r in rows if r["question_type"] == "feature_description"]
+    if not desc:
+        return
+    if cfg.embed_similarity:
+        from afscope.models.embedding import embed_texts
+
+        texts = sorted({r["prediction"] or " " for r in desc} |
+                       {d for r in desc for d in r["reference"]["descriptions"]})
+        emb = dict(zip(texts, embed_texts(texts)))
+        for r in desc:
+            p = emb[r["prediction"] or " "]
+            r["embed_similarity"] = max(float(np.dot(p, emb[d]))
+                                        for d in r["reference"]["descriptions"])
+    if backend is not None:
+        pairs = [(r, d) for r in desc for d in r["reference"]["descriptions"]]
+        comps = backend.complete([JUDGE_PROMPT.format(a=d, b=r["prediction"] or "(empty)")
+                                  for r, d in pairs])
+        scores: dict[str, list[int | None]] = {}
+        for (r, _), c in zip(pairs, comps):
+            scores.setdefault(r["id"], []).append(parse_judge_score(c.text))
+        for r in desc:
+            r["judge_score"] = max_over_references(scores.get(r["id"], []))
+
+
+def _label(run_dir: Path, model: str, used: set[str]) -> str:
+    model = Path(model).name if ("/" in model or "\\" in model) else model
+    label = model if model not in used else f"{model}@{run_dir.name}"
+    used.add(label)
+    return label
+
+
+def evaluate_explainers(cfg: ExplainEvalConfig, *, backend: Any = None) -> tuple[Path, dict]:
+    """Run every condition for every explainer; write predictions and ``metrics.json``."""
+    out = Path(cfg.out)
+    table: list[dict[str, Any]] = []
+    explainers: list[dict[str, Any]] = []
+    shown: list[dict[str, Any]] = []
+    curves: dict[str, Any] = {}
+    with start_run("explain eval", cfg.to_dict(), out) as run:
+        if cfg.judge == "llm" and backend is None:
+            from afscope.judge.config import default_judge_llm
+            from afscope.llm import make_backend
+
+            backend = make_backend(cfg.llm or default_judge_llm())
+        used: set[str] = set()
+        for run_dir in map(Path, cfg.explainers):
+            lm, meta = load_explainer(run_dir, dtype=cfg.dtype, device=cfg.device)
+            folders = [Path(p) for p in (cfg.data or meta["data"])]
+            test, vectors = load_tasks(folders, TEST_FILE)
+            train, train_vecs = load_tasks(folders)
+            vectors = {**train_vecs, **vectors}
+            test = limit_per_task(test, cfg.max_examples)
+            label = _label(run_dir, meta["model"]["name"], used)
+            targets = sorted({str(e.meta.get("model")) for e in test if e.meta.get("model")})
+            relation = _relation(meta["model"]["name"], targets)
+            explainers.append({"label": label, "run_dir": str(run_dir), "model": meta["model"],
+                               "targets": targets, "relation": relation,
+                               "tasks": sorted({e.task for e in test})})
+            run.add_model(label, meta["model"])
+            if (run_dir / TRAIN_LOG).is_file():
+                curves[label] = json.loads((run_dir / TRAIN_LOG).read_text(encoding="utf-8"))
+            enc_kw = {"max_length": meta["max_length"], "placeholder": meta["placeholder"]}
+            enc, dropped = encode_examples(lm.tokenizer, test, **enc_kw)
+            kept = {r.id for r in enc}
+            test = [e for e in test if e.id in kept]
+            by_id = {e.id: e for e in test}
+            preds: dict[str, dict[str, str | None]] = {}
+            for cond in cfg.conditions:
+                with run.timer(f"{label}:{cond}"):
+                    preds[cond] = _condition(cond, lm, meta, cfg, test, enc, train, vectors,
+                                             enc_kw)
+            for cond, pmap in preds.items():
+                rows = [{"id": e.id, "task": e.task, "question_type": e.question_type,
+                         "answer": e.answer, "prediction": pmap[e.id], "reference": e.reference,
+                         "changed": e.changed} for e in test if pmap.get(e.id) is not None]
+                _score_descriptions(rows, cfg, backend)
+                scored = [score_row(r) for r in rows]
+                atomic_write_text(out / PREDICTIONS_DIR / label / f"{cond}.jsonl", "".join(
+                    json.dumps(r, ensure_ascii=False) + "\n" for r in scored))
+                for task in sorted({r["task"] for r in scored}):
+                    sub = [r for r in scored if r["task"] == task]
+                    table.append({"explainer": label, "relation": relation, "condition": cond,
+                                  "task": task, "n": len(sub),
+                                  "metrics": summarize(sub, n_boot=cfg.n_boot, seed=cfg.seed)})
+            for task in sorted({e.task for e in test}):
+                for e in [x for x in test if x.task == task][:N_EXAMPLES_SHOWN]:
+                    user = next(m.content for m in reversed(e.messages) if m.role == "user")
+                    shown.append({"explainer": label, "task": task, "id": e.id,
+                                  "question_type": e.question_type, "prompt": user[-600:],
+                                  "answer": e.answer, "changed": e.changed,
+                                  "predictions": {c: preds[c].get(e.id) for c in preds}})
+            run.add_output(f"{label}:n_test", len(test))
+            run.add_output(f"{label}:n_dropped", dropped)
+            del lm, by_id
+        result = {"kind": KIND, "format_version": FORMAT_VERSION, "explainers": explainers,
+                  "conditions": list(cfg.conditions), "table": table, "examples": shown,
+                  "train_curves": curves, "judge": cfg.judge,
+                  "params": {"max_tokens": cfg.max_tokens, "few_shot_k": cfg.few_shot_k,
+                             "n_boot": cfg.n_boot, "seed": cfg.seed}}
+        atomic_write_json(out / METRICS_FILE, result)
+        run.add_output("metrics", str(out / METRICS_FILE))
+    return out, result
+
+
+def _condition(cond: str, lm: Any, meta: dict[str, Any], cfg: ExplainEvalConfig,
+               test: list[Example], enc: list[Encoded], train: list[Example],
+               vectors: dict[str, torch.Tensor], enc_kw: dict[str, Any]) -> dict[str, str | None]:
+    """Predictions ``{example id: text}`` of one condition (examples it does not apply to are
+    left out: controls and nearest neighbour need vectors)."""
+    gen_kw = {"max_tokens": cfg.max_tokens, "batch_size": cfg.batch_size,
+              "description": f"explain {cond}"}
+    if cond == "nearest_neighbour":
+        nn_preds = nearest_neighbour(test, train, vectors)
+        return {e.id: p for e, p in zip(test, nn_preds) if p is not None}
+    if cond in VECTOR_CONTROLS:
+        rows = [r for r in enc if r.keys]
+        if not rows:
+            return {}
+        rows, vecs = control_rows(rows, cond, vectors, cfg.seed)
+        texts = explain_generate(lm, meta, rows, vecs, **gen_kw)
+        return {r.id: t for r, t in zip(rows, texts)}
+    if cond == "trained":
+        texts = explain_generate(lm, meta, enc, vectors, **gen_kw)
+        return {r.id: t for r, t in zip(enc, texts)}
+    if cond in ("zero_shot", "few_shot"):
+        rows = enc
+        if cond == "few_shot":
+            shots = few_shot_examples(test, train, cfg.few_shot_k, cfg.seed)
+            kw = {**enc_kw, "max_length": enc_kw["max_length"] * (cfg.few_shot_k + 1)}
+            rows, _ = encode_examples(lm.tokenizer, shots, **kw)
+        with lm.model.disable_adapter():
+            texts = explain_generate(lm, meta, rows, vectors, **gen_kw)
+        return {r.id: t for r, t in zip(rows, texts)}
+    raise ConfigError(f"unknown condition {cond!r}")
+
+
+#: the headline metrics of a task in the table: (key in a subset summary, column title).
+HEADLINE: dict[str, tuple[tuple[str, str], ...]] = {
+    "context_ablation": (("content_match", "content"), ("exact_match", "exact"),
+                         ("has_changed_f1", "changed F1"), ("parse_rate", "parsed")),
+    "steering": (("content_match", "content"), ("exact_match", "exact"),
+                 ("has_changed_f1", "changed F1"), ("parse_rate", "parsed")),
+    "features": (("judge_similarity", "judge sim"), ("embed_similarity", "embed sim"),
+                 ("exact_match", "exact"), ("parse_rate", "parsed")),
+}
+
+
+def metric_value(entry: dict[str, Any] | None) -> tuple[float, float, float] | None:
+    """``(value, lo, hi)`` of a summary entry (``mean_ci`` dicts, or the F1 dict with ``f1``)."""
+    if not entry:
+        return None
+    value = entry.get("mean", entry.get("f1"))
+    if value is None:
+        return None
+    return float(value), float(entry.get("lo", value)), float(entry.get("hi", value))
+
+
+def headline(row: dict[str, Any], subset: str = "all") -> list[tuple[str, tuple | None]]:
+    """``[(column title, (value, lo, hi) or None)]`` of one table row's headline metrics."""
+    sub = row["metrics"]["subsets"].get(subset) or {}
+    return [(title, metric_value(sub.get(key))) for key, title in HEADLINE[row["task"]]]

@@ -1,0 +1,261 @@
+"""Evaluation metrics of the explainer: pure functions over scored prediction rows.
+
+A row is a dict built by the evaluator: ``id``, ``task``, ``question_type``, ``answer`` (target
+text), ``prediction`` (generated text), ``reference`` (see :class:`afscope.explain.schema.Example`),
+``changed`` (bool, or None for descriptions) and, for descriptions, optional ``judge_score``
+(int 1..5, None when the judge's reply did not parse) and ``embed_similarity`` (float or None).
+
+Answers are read by the strict parser of :mod:`afscope.explain.answers`: a prediction it cannot
+read counts as wrong (0 for exact and content match, a miss for its true class in the has-changed
+F1), never guessed. Every rate carries a seeded 95% bootstrap interval, so a rerun writes the same
+numbers; the has-changed F1's interval comes from resampling rows and recomputing the macro F1.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from afscope.errors import DataError
+from afscope.explain.answers import parse_change, parse_label
+from afscope.steer.summary import mean_ci
+
+#: question types answered by a before/after change sentence (the has-changed F1 reads these).
+GENERATIVE_TYPES: tuple[str, ...] = ("generative_explanation", "steering_prediction")
+#: question types answered by a single-label sentence.
+LABEL_TYPES: tuple[str, ...] = ("orig_match", "change_match")
+DESCRIPTION_TYPE = "feature_description"
+#: the two has-changed classes, in output order.
+F1_CLASSES: tuple[str, ...] = ("changed", "unchanged")
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _field(row: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
+    if key not in row:
+        raise DataError(f"prediction row {row.get('id')!r}: missing field {key!r}")
+    v = row[key]
+    if not isinstance(v, kind):
+        raise DataError(f"prediction row {row.get('id')!r}: field {key!r} must be "
+                        f"{getattr(kind, '__name__', kind)}, got {type(v).__name__}")
+    return v
+
+
+def _ref(row: dict[str, Any], key: str) -> Any:
+    ref = _field(row, "reference", dict)
+    if key not in ref:
+        raise DataError(f"prediction row {row.get('id')!r}: field 'reference' has no {key!r} "
+                        f"(question type {row.get('question_type')!r})")
+    return ref[key]
+
+
+def _valid_score(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool) and 1 <= int(v) <= 5
+
+
+def score_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``row`` with its per-row scores added.
+
+    Every row gets ``parse_ok`` and ``exact``; behaviour rows add ``parsed`` (list or None),
+    ``content`` and ``pred_changed`` (None unless a generative answer parsed); description rows add
+    ``judge_similarity`` ((score-1)/4 in [0, 1], None when the judge gave no valid score), keep
+    ``embed_similarity`` and have ``content`` = ``pred_changed`` = None (not applicable).
+    """
+    qt = _field(row, "question_type", str)
+    pred = _field(row, "prediction", str)
+    answer = _field(row, "answer", str)
+    out = dict(row)
+    if qt in GENERATIVE_TYPES:
+        parsed = parse_change(pred)
+        target = (_ref(row, "before"), _ref(row, "after"))
+        out["parsed"] = list(parsed) if parsed else None
+        out["parse_ok"] = parsed is not None
+        out["exact"] = _norm(pred) == _norm(answer)
+        out["content"] = parsed == target
+        out["pred_changed"] = (parsed[0] != parsed[1]) if parsed else None
+    elif qt in LABEL_TYPES:
+        label, target_label = parse_label(pred), _ref(row, "label")
+        out["parsed"] = label
+        out["parse_ok"] = label is not None
+        out["exact"] = _norm(pred) == _norm(answer)
+        out["content"] = label is not None and label == target_label
+        out["pred_changed"] = None
+    elif qt == DESCRIPTION_TYPE:
+        refs = _ref(row, "descriptions")
+        if not isinstance(refs, list) or not all(isinstance(d, str) for d in refs):
+            raise DataError(f"prediction row {row.get('id')!r}: reference 'descriptions' must be "
+                            "a list of strings")
+        p = _norm(pred).lower()
+        out["parsed"] = None
+        out["parse_ok"] = bool(p)
+        out["exact"] = bool(p) and any(p == _norm(d).lower() for d in refs)
+        out["content"] = None
+        out["pred_changed"] = None
+        js = row.get("judge_score")
+        out["judge_similarity"] = (int(js) - 1) / 4 if _valid_score(js) else None
+        es = row.get("embed_similarity")
+        out["embed_similarity"] = float(es) if isinstance(es, (int, float)) and not isinstance(
+            es, bool) else None
+    else:
+        raise DataError(f"prediction row {row.get('id')!r}: unknown question_type {qt!r}; "
+                        f"expected one of {[*GENERATIVE_TYPES, *LABEL_TYPES, DESCRIPTION_TYPE]}")
+    return out
+
+
+def _f1_arrays(rows: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """``(true, pred)`` int arrays over the F1-eligible rows: 0 = changed, 1 = unchanged,
+    pred -1 = did not parse."""
+    t, p = [], []
+    for r in rows:
+        if r.get("question_type") not in GENERATIVE_TYPES or not isinstance(r.get("changed"), bool):
+            continue
+        s = r if "pred_changed" in r and "parse_ok" in r else score_row(r)
+        t.append(0 if r["changed"] else 1)
+        pc = s["pred_changed"]
+        p.append(-1 if pc is None else (0 if pc else 1))
+    return np.asarray(t, dtype=np.int64), np.asarray(p, dtype=np.int64)
+
+
+def _class_counts(t: np.ndarray, p: np.ndarray, c: int) -> tuple[np.ndarray, ...]:
+    """Per-sample ``(tp, n_true, n_pred)`` of class ``c``; ``t``/``p`` are (B, N)."""
+    is_t, is_p = t == c, p == c
+    return (is_t & is_p).sum(axis=1), is_t.sum(axis=1), is_p.sum(axis=1)
+
+
+def _macro_f1(t: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Macro F1 of each of B samples, ``t``/``p`` (B, N) -> (B,).
+
+    precision_c = TP_c / #predicted c, recall_c = TP_c / #true c (0 when the denominator is 0);
+    classes with neither true rows nor predictions are left out of the average.
+    """
+    f1s, present = [], []
+    for c in range(len(F1_CLASSES)):
+        tp, nt, npred = _class_counts(t, p, c)
+        prec = np.divide(tp, npred, out=np.zeros(tp.shape), where=npred > 0)
+        rec = np.divide(tp, nt, out=np.zeros(tp.shape), where=nt > 0)
+        s = prec + rec
+        f1s.append(np.divide(2 * prec * rec, s, out=np.zeros(tp.shape), where=s > 0))
+        present.append((nt > 0) | (npred > 0))
+    f1 = np.stack(f1s)
+    pres = np.stack(present)
+    return (f1 * pres).sum(axis=0) / np.maximum(pres.sum(axis=0), 1)
+
+
+def has_changed_f1(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Macro F1 of "did the behaviour change?" over the generative rows with a boolean ``changed``.
+
+    A prediction that did not parse is a false negative of its true class (it lowers that class's
+    recall) and is never counted as a prediction of either class. ``per_class`` reports both
+    classes; ``classes`` names those in the macro average (a class with no true rows and no
+    predictions is left out). ``f1`` is None when no row is eligible.
+    """
+    t, p = _f1_arrays(rows)
+    per_class: dict[str, dict[str, Any]] = {}
+    classes: list[str] = []
+    for c, name in enumerate(F1_CLASSES):
+        tp, nt, npred = (int(x[0]) for x in _class_counts(t[None], p[None], c))
+        prec = tp / npred if npred else None
+        rec = tp / nt if nt else None
+        pr, rc = prec or 0.0, rec or 0.0
+        per_class[name] = {"precision": prec, "recall": rec,
+                           "f1": 2 * pr * rc / (pr + rc) if pr + rc > 0 else 0.0,
+                           "n_true": nt, "n_pred": npred}
+        if nt or npred:
+            classes.append(name)
+    f1 = float(_macro_f1(t[None], p[None])[0]) if t.size else None
+    return {"f1": f1, "per_class": per_class, "n": int(t.size),
+            "n_unparsed": int((p == -1).sum()), "classes": classes}
+
+
+def has_changed_f1_ci(rows: Sequence[dict[str, Any]], *, n_boot: int = 1000, seed: int = 0
+                      ) -> dict[str, Any] | None:
+    """:func:`has_changed_f1` plus a 95% percentile bootstrap interval (``lo``, ``hi``).
+
+    Rows are resampled with replacement ``n_boot`` times (``numpy.random.default_rng(seed)``) and
+    the macro F1 recomputed on each resample. The interval collapses onto ``f1`` when fewer than
+    two rows are eligible. None when no row is eligible.
+    """
+    res = has_changed_f1(rows)
+    if res["f1"] is None:
+        return None
+    t, p = _f1_arrays(rows)
+    n = t.size
+    if n < 2 or n_boot < 1:
+        lo = hi = res["f1"]
+    else:
+        idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+        boot = _macro_f1(t[idx], p[idx])
+        lo, hi = (float(x) for x in np.percentile(boot, [2.5, 97.5]))
+    return {"f1": res["f1"], "lo": lo, "hi": hi, "n": res["n"], "n_unparsed": res["n_unparsed"],
+            "per_class": res["per_class"], "classes": res["classes"]}
+
+
+def _subset_stats(rows: list[dict[str, Any]], n_boot: int, seed: int) -> dict[str, Any]:
+    def rate(key: str) -> dict[str, float | int] | None:
+        vals = [float(bool(r[key])) for r in rows if r[key] is not None]
+        return mean_ci(vals, n_boot=n_boot, seed=seed)
+
+    desc = [r for r in rows if r["question_type"] == DESCRIPTION_TYPE]
+    return {
+        "n": len(rows),
+        "parse_rate": rate("parse_ok"),
+        "exact_match": rate("exact"),
+        "content_match": rate("content"),
+        "has_changed_f1": has_changed_f1_ci(rows, n_boot=n_boot, seed=seed),
+        "judge_similarity": mean_ci([r["judge_similarity"] for r in desc], n_boot=n_boot,
+                                    seed=seed),
+        "embed_similarity": mean_ci([r["embed_similarity"] for r in desc], n_boot=n_boot,
+                                    seed=seed),
+        "judge_parse_failures": sum("judge_score" in r and not _valid_score(r["judge_score"])
+                                    for r in desc),
+    }
+
+
+def _split(rows: list[dict[str, Any]], n_boot: int, seed: int) -> dict[str, Any]:
+    out = {"all": _subset_stats(rows, n_boot, seed)}
+    if any(isinstance(r.get("changed"), bool) for r in rows):
+        out["changed"] = _subset_stats([r for r in rows if r.get("changed") is True], n_boot, seed)
+        out["unchanged"] = _subset_stats([r for r in rows if r.get("changed") is False], n_boot,
+                                         seed)
+    return out
+
+
+def summarize(rows: Sequence[dict[str, Any]], *, n_boot: int = 1000, seed: int = 0
+              ) -> dict[str, Any]:
+    """Metrics of one condition (one explainer x one setting), JSON-serializable and seeded.
+
+    Returns ``{"n", "subsets": {"all", "changed", "unchanged"}, "by_question_type": {qt: {...}}}``;
+    the changed/unchanged split exists only where rows have a boolean ``changed`` (descriptions
+    have only ``"all"``). Each subset holds ``n``, ``parse_rate``, ``exact_match``,
+    ``content_match`` (mean_ci dicts over 0/1 per row; unparsed rows count 0; content over
+    behaviour rows only), ``has_changed_f1`` (:func:`has_changed_f1_ci`, None without generative
+    rows), ``judge_similarity`` / ``embed_similarity`` (mean_ci over description rows with a
+    value, else None) and ``judge_parse_failures`` (description rows whose judge score is present
+    but not a valid 1..5).
+    """
+    scored = [score_row(r) for r in rows]
+    by_qt: dict[str, Any] = {}
+    for qt in sorted({r["question_type"] for r in scored}):
+        by_qt[qt] = _split([r for r in scored if r["question_type"] == qt], n_boot, seed)
+    return {"n": len(scored), "subsets": _split(scored, n_boot, seed), "by_question_type": by_qt}
+
+
+def max_over_references(scores: Sequence[int | None]) -> int | None:
+    """The best judge score of a prediction over a feature's reference descriptions.
+
+    A feature may have several valid descriptions; the prediction is as good as its closest one.
+    ``None`` entries (judge replies that did not parse) are skipped; None when none is valid.
+    """
+    valid = []
+    for s in scores:
+        if s is None:
+            continue
+        if not _valid_score(s):
+            raise ValueError(f"judge score {s!r} is not an int in 1..5 (or None)")
+        valid.append(int(s))
+    return max(valid) if valid else None

@@ -1,0 +1,139 @@
+"""explain eval: controls, few-shot prompts, nearest neighbour, judge parsing, the CLI end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from explain_tasks import context_folder, vector_folder
+
+from afscope.cli import main
+from afscope.explain.encode import Encoded
+from afscope.explain.evaluate import (
+    control_rows,
+    few_shot_examples,
+    limit_per_task,
+    nearest_neighbour,
+    parse_judge_score,
+)
+from afscope.explain.schema import TEST_FILE, TRAIN_FILE, VECTOR_MARKER, read_examples
+from afscope.explain.train import load_tasks
+
+
+def _rows(n: int) -> list[Encoded]:
+    return [Encoded(f"e{i}", [1, 2, 3], [4], [1], [f"v{i}"], [2]) for i in range(n)]
+
+
+def test_shuffled_control_is_a_derangement_and_seeded():
+    rows = _rows(7)
+    vecs = {f"v{i}": torch.randn(5) for i in range(7)}
+    a, _ = control_rows(rows, "shuffled_vector", vecs, seed=3)
+    b, _ = control_rows(rows, "shuffled_vector", vecs, seed=3)
+    assert [r.keys for r in a] == [r.keys for r in b]
+    assert all(r.keys != orig.keys for r, orig in zip(a, rows))
+    assert sorted(k for r in a for k in r.keys) == sorted(vecs)  # a permutation
+    assert [r.positions for r in a] == [r.positions for r in rows]
+
+
+def test_no_vector_and_random_controls():
+    rows = _rows(3)
+    vecs = {f"v{i}": torch.randn(5) for i in range(3)}
+    none, _ = control_rows(rows, "no_vector", vecs, seed=0)
+    assert all(r.positions == [] and r.keys == [] for r in none)
+    rnd, extra = control_rows(rows, "random_vector", vecs, seed=0)
+    assert all(k.startswith("random:") and extra[k].shape == (5,) for r in rnd for k in r.keys)
+    again, extra2 = control_rows(rows, "random_vector", vecs, seed=0)
+    assert all(torch.equal(extra[k], extra2[k]) for k in extra)
+
+
+def test_few_shot_puts_demos_before_the_question_with_their_vectors(tmp_path):
+    folder = vector_folder(tmp_path, d=8, n=12)
+    train = read_examples(folder / TRAIN_FILE)
+    test = read_examples(folder / TEST_FILE)
+    shots = few_shot_examples(test, train, k=2, seed=0)
+    s = shots[0]
+    assert [m.role for m in s.messages] == ["user", "assistant", "user", "assistant", "user"]
+    assert s.messages[-1] == test[0].messages[-1]
+    assert len(s.vectors) == 3 and s.vectors[-1] == test[0].vectors[0]
+    assert sum(m.content.count(VECTOR_MARKER) for m in s.messages) == 3
+    train_ids = {e.answer for e in train}
+    assert s.messages[1].content in train_ids
+    assert few_shot_examples(test, train, k=2, seed=0) == shots
+
+
+def test_nearest_neighbour_returns_the_closest_training_answer(tmp_path):
+    folder = vector_folder(tmp_path, d=8, n=12)
+    train, vecs = load_tasks([folder])
+    test, tvecs = load_tasks([folder], TEST_FILE)
+    vecs.update(tvecs)
+    # a test example whose vector is a training vector scaled: its neighbour is that example
+    probe = test[0].model_copy(deep=True)
+    vecs[probe.vectors[0].key] = 3.0 * vecs[train[4].vectors[0].key]
+    assert nearest_neighbour([probe], train, vecs) == [train[4].answer]
+    ctx = read_examples(context_folder(tmp_path) / TEST_FILE)
+    assert nearest_neighbour(ctx[:2], train, vecs) == [None, None]  # no vectors: not applicable
+
+
+@pytest.mark.parametrize("text,score", [("4", 4), (" 5.\n", 5), ("1", 1), ("6", None),
+                                         ("4/5", None), ("Score: 4", None), ("", None)])
+def test_judge_score_is_strict(text, score):
+    assert parse_judge_score(text) == score
+
+
+def test_limit_per_task_keeps_file_order(tmp_path):
+    exs = read_examples(context_folder(tmp_path) / TRAIN_FILE)
+    assert limit_per_task(exs, 4) == exs[:4]
+    assert limit_per_task(exs, None) == exs
+
+
+def test_cli_train_then_eval_writes_the_table(tmp_path, tiny_model_dir):
+    ctx = context_folder(tmp_path)
+    feat = vector_folder(tmp_path, d=48)
+    runner = CliRunner()
+    res = runner.invoke(main, ["explain", "train", "--data", f"{ctx},{feat}",
+                               "--model", str(tiny_model_dir), "--out", str(tmp_path / "tr"),
+                               "--max-steps", "4", "--eval-steps", "2", "--batch-size", "4"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(main, ["explain", "eval", "--explainers", str(tmp_path / "tr"),
+                               "--out", str(tmp_path / "ev"), "--max-tokens", "6",
+                               "--n-boot", "50", "--no-embed-similarity"])
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    conds = {(r["condition"], r["task"]) for r in m["table"]}
+    assert ("trained", "context_ablation") in conds and ("trained", "features") in conds
+    # controls and nearest neighbour only where there are vectors
+    assert ("shuffled_vector", "features") in conds
+    assert ("shuffled_vector", "context_ablation") not in conds
+    assert ("nearest_neighbour", "context_ablation") not in conds
+    n_test = {t: len([e for e in read_examples(f / TEST_FILE)]) for t, f in
+              (("context_ablation", ctx), ("features", feat))}
+    for r in m["table"]:
+        if r["condition"] in ("trained", "zero_shot", "few_shot"):
+            assert r["n"] == n_test[r["task"]]
+    preds = (tmp_path / "ev" / "predictions").rglob("*.jsonl")
+    assert {p.stem for p in preds} >= {"trained", "zero_shot", "few_shot", "no_vector"}
+    assert len(m["train_curves"]) == 1 and m["examples"]
+
+
+def test_eval_refuses_an_explainer_on_another_base_model(tmp_path, tiny_model_dir,
+                                                         tiny_tokenizer):
+    from tiny_models import build_model
+
+    from afscope.errors import ConfigError
+    from afscope.explain.config import ExplainTrainConfig
+    from afscope.explain.train import load_explainer, train_explainer
+    from afscope.models import load_model
+
+    out, _ = train_explainer(ExplainTrainConfig(data=[context_folder(tmp_path)],
+                                                model=str(tiny_model_dir), out=tmp_path / "tr",
+                                                max_steps=1, val_fraction=0.0))
+    other = tmp_path / "other"
+    m = build_model("llama", len(tiny_tokenizer))
+    with torch.no_grad():
+        m.lm_head.weight.add_(1.0)
+    m.save_pretrained(other)
+    tiny_tokenizer.save_pretrained(other)
+    with pytest.raises(ConfigError, match="trained on base model"):
+        load_explainer(out, lm=load_model(str(other)))
