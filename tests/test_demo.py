@@ -20,6 +20,7 @@ def test_demo_end_to_end(tmp_path):
                                        "--lab-requests", "4", "--lab-scenarios", "8",
                                        "--lab-prompts", "4", "--lab-max-tokens", "32",
                                        "--lab-organism-max-tokens", "32",
+                                       "--explain-steps", "4", "--explain-max-tokens", "8",
                                        "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert result.output.strip().endswith("index.html")
@@ -50,3 +51,13 @@ def test_demo_end_to_end(tmp_path):
     assert all((out / p).is_file() for p in lab.steering.plots)
     assert json.loads((out / "lab" / "manifest.json").read_text())["status"] == "complete"
     assert (out / "report" / "behaviour.html").is_file()  # written after behaviour.json
+
+    # the explainer on the lab's context-ablation data: 3 question types x 8 scenarios
+    ev = json.loads((out / "explain" / "eval" / "metrics.json").read_text())
+    assert {r["condition"] for r in ev["table"]} == {"trained", "zero_shot", "few_shot"}
+    assert all(r["task"] == "context_ablation" for r in ev["table"])
+    n_test = sum(1 for _ in open(out / "explain" / "data" / "test.jsonl"))
+    assert n_test % 3 == 0 and all(r["n"] == n_test for r in ev["table"])
+    train = json.loads((out / "explain" / "train" / "manifest.json").read_text())
+    assert train["status"] == "complete" and train["outputs"]["steps"] == 4
+    assert (out / "report" / "explainer.html").is_file()

@@ -57,7 +57,7 @@ class DemoConfig(BaseConfig):
                                          "organism/base answer (room for the scratchpad).")
     explain: bool = Field(True, description="Train and evaluate a short explainer on the lab's "
                           "context-ablation data (needs the lab).")
-    explain_steps: int = Field(30, gt=0, description="Explainer: LoRA training steps.")
+    explain_steps: int = Field(20, gt=0, description="Explainer: LoRA training steps.")
     explain_max_tokens: int = Field(24, gt=0, description="Explainer: new tokens per explanation.")
     out: Path | None = Field(None, description="Run directory (default runs/demo-<time>).")
 
@@ -119,8 +119,12 @@ def lab_config(cfg: DemoConfig, out: Path) -> object:
 def run_explainer(cfg: DemoConfig, out: Path) -> Path:
     """Context-ablation task from the lab's dataset -> a short LoRA explainer on the same model
     -> its eval table against zero-shot and few-shot (``OUT/explain/eval/metrics.json``)."""
-    from afscope.explain.config import ExplainEvalConfig, ExplainTrainConfig
-    from afscope.explain.data import ExplainDataConfig, build_task_data
+    from afscope.explain.config import (
+        ExplainDataConfig,
+        ExplainEvalConfig,
+        ExplainTrainConfig,
+    )
+    from afscope.explain.data import build_task_data
     from afscope.explain.evaluate import evaluate_explainers
     from afscope.explain.train import train_explainer
 

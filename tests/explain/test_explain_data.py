@@ -365,11 +365,11 @@ def pattern_acts(width: int = 16) -> np.ndarray:
 
 
 EXPECTED = {
-    0: "Fires most on alignment_faking traces (3 of its top 3); mostly alignment faking.",
-    1: "Fires most on hard_negative traces (2 of its top 3); mostly non-AF.",
-    2: "Fires most on aligned traces (1 of its top 2); mixed AF and non-AF.",
-    4: "Fires most on aligned traces (2 of its top 3); mixed AF and non-AF.",
-    5: "Fires most on alignment_faking traces (3 of its top 3); mostly alignment faking.",
+    0: "Fires most on alignment_faking traces; mostly alignment faking.",
+    1: "Fires most on hard_negative traces; mostly non-AF.",
+    2: "Fires most on aligned traces; mixed AF and non-AF.",
+    4: "Fires most on aligned traces; mixed AF and non-AF.",
+    5: "Fires most on alignment_faking traces; mostly alignment faking.",
 }
 
 

@@ -6,8 +6,11 @@ import click
 
 from afscope.cli import console
 from afscope.cli.options import config_command
-from afscope.explain.config import ExplainEvalConfig, ExplainTrainConfig
-from afscope.explain.data import ExplainDataConfig
+from afscope.explain.config import (
+    ExplainDataConfig,
+    ExplainEvalConfig,
+    ExplainTrainConfig,
+)
 
 
 @click.group("explain")

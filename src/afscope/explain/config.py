@@ -1,14 +1,11 @@
-"""Configs of ``afscope explain train`` and ``afscope explain eval`` (seed 000's explainer).
-
-``explain data`` has its config beside its builders (:class:`afscope.explain.data.ExplainDataConfig`).
-"""
+"""Configs of ``afscope explain data|train|eval`` (seed 000's explainer)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from afscope.config import BaseConfig
 from afscope.judge.config import judge_llm_flag
@@ -24,6 +21,86 @@ CONDITIONS: tuple[str, ...] = ("trained", "zero_shot", "few_shot", "nearest_neig
 SEED_WEIGHTS: dict[str, float] = {"context_ablation/generative_explanation": 1.0,
                                   "context_ablation/orig_match": 0.5,
                                   "context_ablation/change_match": 0.5}
+
+
+class ExplainDataConfig(BaseConfig):
+    """Config of ``afscope explain data``."""
+
+    task: Literal["context_ablation", "steering", "features"] = Field(
+        description="Which explainer task to build: context_ablation (text only), steering "
+        "(steering vector + prompt) or features (SAE decoder vector -> description).")
+    source: Path | None = Field(
+        None, description="context_ablation/steering: a dataset folder of `afscope counterfactual "
+        "context|steering` (train.json + test.json). features with --targets descriptions: an "
+        "`afscope features` folder (descriptions.jsonl, optional themes.json), a JSON file mapping "
+        "feature index -> description or list of descriptions, or with --assignments the seed's "
+        "cluster_summaries.json ({cluster_id: description}). Not used with --targets activations.")
+    targets: Literal["descriptions", "activations"] = Field(
+        "descriptions", description="features only: where a feature's target description comes "
+        "from: 'descriptions' (--source) or 'activations' (a template sentence built from the "
+        "feature's top-activating rows of --cache: their majority category and AF share).")
+    cache: Path | None = Field(
+        None, description="features with --targets activations (required there): an activation "
+        "cache folder of `afscope extract --sae` holding the SAE's per-sample max latents.")
+    top_k: int = Field(10, ge=1, description="--targets activations: how many top-activating rows "
+                       "of the cache describe a feature.")
+    min_active: int = Field(3, ge=1, description="--targets activations: features active "
+                            "(> 0) on fewer cache rows are skipped as dead or rare.")
+    assignments: Path | None = Field(
+        None, description="features only: the seed's cluster_assignments.json ({feature_idx: "
+        "cluster_id}); --source is then cluster_summaries.json.")
+    sae: Path | None = Field(
+        None, description="features only (required there): SAE folder (cfg.json + "
+        "sae_weights.safetensors), or an `afscope sae train` run folder holding it in sae/, "
+        "whose decoder rows W_dec[f] are the feature vectors.")
+    out: Path = Field(Path("runs/explain-data"), description="Output folder: train.jsonl, "
+                      "test.jsonl, vectors.safetensors, stats.json, manifest.json.")
+    seed: int = Field(0, description="Seed of the feature split and of --max-features sampling.")
+    test_fraction: float = Field(
+        0.2, gt=0.0, lt=1.0, description="features only: share of features in the test split "
+        "(behaviour tasks keep the counterfactual dataset's own train/test split).")
+    max_features: int | None = Field(
+        None, ge=1, description="features only: keep at most this many described features "
+        "(a seeded random subset).")
+
+    @model_validator(mode="after")
+    def _check_task_fields(self) -> ExplainDataConfig:
+        if self.task == "features":
+            if self.sae is None:
+                raise ValueError("task 'features' needs --sae (the SAE whose decoder rows are the "
+                                 "feature vectors)")
+            if self.targets == "activations":
+                if self.cache is None:
+                    raise ValueError("--targets activations needs --cache (an activation cache "
+                                     "with the SAE's latents, from `afscope extract --sae`)")
+                for name in ("source", "assignments"):
+                    if getattr(self, name) is not None:
+                        raise ValueError(f"{name!r} is not used with --targets activations (the "
+                                         "descriptions come from --cache)")
+            else:
+                if self.source is None:
+                    raise ValueError("task 'features' needs --source (feature descriptions), or "
+                                     "--targets activations with --cache")
+                if self.cache is not None:
+                    raise ValueError("'cache' is only used with --targets activations")
+        else:
+            if self.source is None:
+                raise ValueError(f"task {self.task!r} needs --source (a counterfactual dataset "
+                                 "folder)")
+            for name in ("assignments", "sae", "max_features", "cache"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name!r} is only used by task 'features', not "
+                                     f"{self.task!r}")
+            if self.targets != "descriptions":
+                raise ValueError(f"'targets' is only used by task 'features', not {self.task!r}")
+        return self
+
+    @property
+    def input_path(self) -> Path:
+        """The folder or file the examples are built from: --source, else --cache."""
+        path = self.source if self.source is not None else self.cache
+        assert path is not None  # the validator requires one of them
+        return Path(path)
 
 
 class ExplainTrainConfig(BaseConfig):

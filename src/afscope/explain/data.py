@@ -31,15 +31,14 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import Field, model_validator
 
-from afscope.config import BaseConfig
 from afscope.errors import ArtifactError, ConfigError, DataError
 from afscope.explain.answers import change_sentence, label_sentence
+from afscope.explain.config import ExplainDataConfig
 from afscope.explain.schema import (
     STATS_FILE,
     TEST_FILE,
@@ -90,86 +89,6 @@ _CONTEXT_QUESTIONS = {
     "orig_match": (ORIG_SYSTEM, "With this monitoring context, what would the model do?"),
     "change_match": (CHANGE_SYSTEM, "Without the monitoring context, what would the model do?"),
 }
-
-
-class ExplainDataConfig(BaseConfig):
-    """Config of ``afscope explain data``."""
-
-    task: Literal["context_ablation", "steering", "features"] = Field(
-        description="Which explainer task to build: context_ablation (text only), steering "
-        "(steering vector + prompt) or features (SAE decoder vector -> description).")
-    source: Path | None = Field(
-        None, description="context_ablation/steering: a dataset folder of `afscope counterfactual "
-        "context|steering` (train.json + test.json). features with --targets descriptions: an "
-        "`afscope features` folder (descriptions.jsonl, optional themes.json), a JSON file mapping "
-        "feature index -> description or list of descriptions, or with --assignments the seed's "
-        "cluster_summaries.json ({cluster_id: description}). Not used with --targets activations.")
-    targets: Literal["descriptions", "activations"] = Field(
-        "descriptions", description="features only: where a feature's target description comes "
-        "from: 'descriptions' (--source) or 'activations' (a template sentence built from the "
-        "feature's top-activating rows of --cache: their majority category and AF share).")
-    cache: Path | None = Field(
-        None, description="features with --targets activations (required there): an activation "
-        "cache folder of `afscope extract --sae` holding the SAE's per-sample max latents.")
-    top_k: int = Field(10, ge=1, description="--targets activations: how many top-activating rows "
-                       "of the cache describe a feature.")
-    min_active: int = Field(3, ge=1, description="--targets activations: features active "
-                            "(> 0) on fewer cache rows are skipped as dead or rare.")
-    assignments: Path | None = Field(
-        None, description="features only: the seed's cluster_assignments.json ({feature_idx: "
-        "cluster_id}); --source is then cluster_summaries.json.")
-    sae: Path | None = Field(
-        None, description="features only (required there): SAE folder (cfg.json + "
-        "sae_weights.safetensors), or an `afscope sae train` run folder holding it in sae/, "
-        "whose decoder rows W_dec[f] are the feature vectors.")
-    out: Path = Field(Path("runs/explain-data"), description="Output folder: train.jsonl, "
-                      "test.jsonl, vectors.safetensors, stats.json, manifest.json.")
-    seed: int = Field(0, description="Seed of the feature split and of --max-features sampling.")
-    test_fraction: float = Field(
-        0.2, gt=0.0, lt=1.0, description="features only: share of features in the test split "
-        "(behaviour tasks keep the counterfactual dataset's own train/test split).")
-    max_features: int | None = Field(
-        None, ge=1, description="features only: keep at most this many described features "
-        "(a seeded random subset).")
-
-    @model_validator(mode="after")
-    def _check_task_fields(self) -> ExplainDataConfig:
-        if self.task == "features":
-            if self.sae is None:
-                raise ValueError("task 'features' needs --sae (the SAE whose decoder rows are the "
-                                 "feature vectors)")
-            if self.targets == "activations":
-                if self.cache is None:
-                    raise ValueError("--targets activations needs --cache (an activation cache "
-                                     "with the SAE's latents, from `afscope extract --sae`)")
-                for name in ("source", "assignments"):
-                    if getattr(self, name) is not None:
-                        raise ValueError(f"{name!r} is not used with --targets activations (the "
-                                         "descriptions come from --cache)")
-            else:
-                if self.source is None:
-                    raise ValueError("task 'features' needs --source (feature descriptions), or "
-                                     "--targets activations with --cache")
-                if self.cache is not None:
-                    raise ValueError("'cache' is only used with --targets activations")
-        else:
-            if self.source is None:
-                raise ValueError(f"task {self.task!r} needs --source (a counterfactual dataset "
-                                 "folder)")
-            for name in ("assignments", "sae", "max_features", "cache"):
-                if getattr(self, name) is not None:
-                    raise ValueError(f"{name!r} is only used by task 'features', not "
-                                     f"{self.task!r}")
-            if self.targets != "descriptions":
-                raise ValueError(f"'targets' is only used by task 'features', not {self.task!r}")
-        return self
-
-    @property
-    def input_path(self) -> Path:
-        """The folder or file the examples are built from: --source, else --cache."""
-        path = self.source if self.source is not None else self.cache
-        assert path is not None  # the validator requires one of them
-        return Path(path)
 
 
 # ---- reading counterfactual datasets ------------------------------------------------------------
@@ -601,9 +520,11 @@ def af_verdict(af_share: float) -> str:
     return "mixed AF and non-AF"
 
 
-def activation_description(category: str, count: int, k: int, af_share: float) -> str:
-    """The target sentence of a feature whose top ``k`` rows hold ``count`` of ``category``."""
-    return f"Fires most on {category} traces ({count} of its top {k}); {af_verdict(af_share)}."
+def activation_description(category: str, af_share: float) -> str:
+    """The target sentence of a feature whose top rows are mostly ``category`` with AF share
+    ``af_share`` (the counts stay in the example's meta: a count in the sentence would make the
+    target mostly noise)."""
+    return f"Fires most on {category} traces; {af_verdict(af_share)}."
 
 
 def category_description(category: str) -> str:
@@ -670,9 +591,9 @@ def activation_descriptions(cache: Any, layer: int, top_k: int = 10, min_active:
             continue
         top = rows[np.lexsort((rows, -vals))[:top_k]]
         counts = sorted(Counter(cat_arr[top].tolist()).items(), key=lambda kv: (-kv[1], kv[0]))
-        category, count = counts[0]
+        category = counts[0][0]
         af_share = float(labels[top].mean())
-        descs[f] = [activation_description(category, count, len(top), af_share),
+        descs[f] = [activation_description(category, af_share),
                     category_description(category)]
         meta[f] = {"category": category, "top_categories": dict(counts), "af_share": af_share,
                    "verdict": af_verdict(af_share), "top_k": len(top), "n_active": len(rows),
@@ -808,7 +729,8 @@ def build_features(cfg: ExplainDataConfig) -> TaskData:
 
     def examples(fs: list[int]) -> list[Example]:
         return [feature_example(f, described[f], layer, {
-            "decoder_norm": float(W[f].norm()), **feature_meta.get(f, {}),
+            "model": sae.cfg.model_name, "decoder_norm": float(W[f].norm()),
+            **feature_meta.get(f, {}),
             **({"cluster_id": cluster_of[f]} if f in cluster_of else {})}) for f in fs]
 
     stats = {"skipped": {k: v for k, v in skipped.items() if v},
