@@ -54,7 +54,7 @@ def test_demo_end_to_end(tmp_path):
 
     # the explainer on the lab's context-ablation data: 3 question types x 8 scenarios
     ev = json.loads((out / "explain" / "eval" / "metrics.json").read_text())
-    assert {r["condition"] for r in ev["table"]} == {"trained", "zero_shot", "few_shot"}
+    assert {r["condition"] for r in ev["table"]} == {"trained", "zero_shot", "few_shot", "majority"}
     assert all(r["task"] == "context_ablation" for r in ev["table"])
     n_test = sum(1 for _ in open(out / "explain" / "data" / "test.jsonl"))
     assert n_test % 3 == 0 and all(r["n"] == n_test for r in ev["table"])

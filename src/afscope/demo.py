@@ -118,7 +118,7 @@ def lab_config(cfg: DemoConfig, out: Path) -> object:
 
 def run_explainer(cfg: DemoConfig, out: Path) -> Path:
     """Context-ablation task from the lab's dataset -> a short LoRA explainer on the same model
-    -> its eval table against zero-shot and few-shot (``OUT/explain/eval/metrics.json``)."""
+    -> its eval table against zero-shot, few-shot and the majority answer (``OUT/explain/eval/metrics.json``)."""
     from afscope.explain.config import (
         ExplainDataConfig,
         ExplainEvalConfig,
@@ -135,7 +135,8 @@ def run_explainer(cfg: DemoConfig, out: Path) -> Path:
         data=[data], model=cfg.model, out=root / "train", max_steps=cfg.explain_steps,
         eval_steps=10, eval_size=16, batch_size=4, lr=1e-3, seed=cfg.seed))
     ev, _ = evaluate_explainers(ExplainEvalConfig(
-        explainers=[train], out=root / "eval", conditions=["trained", "zero_shot", "few_shot"],
+        explainers=[train], out=root / "eval",
+        conditions=["trained", "zero_shot", "few_shot", "majority"],
         max_tokens=cfg.explain_max_tokens, n_boot=500, seed=cfg.seed))
     return ev
 

@@ -137,3 +137,17 @@ def test_eval_refuses_an_explainer_on_another_base_model(tmp_path, tiny_model_di
     tiny_tokenizer.save_pretrained(other)
     with pytest.raises(ConfigError, match="trained on base model"):
         load_explainer(out, lm=load_model(str(other)))
+
+
+def test_majority_is_the_most_common_training_answer_per_question_type(tmp_path):
+    from afscope.explain.evaluate import majority_answers
+
+    folder = context_folder(tmp_path)
+    train = read_examples(folder / TRAIN_FILE)
+    test = read_examples(folder / TEST_FILE)
+    got = majority_answers(test, train)
+    for e, p in zip(test, got):
+        answers = [t.answer for t in train if t.question_type == e.question_type]
+        top = max(answers.count(a) for a in set(answers))
+        assert answers.count(p) == top and p == min(a for a in set(answers)
+                                                    if answers.count(a) == top)

@@ -13,10 +13,11 @@ from afscope.llm import LLMConfig
 
 DType = Literal["float32", "bfloat16", "float16"]
 Mode = Literal["replace", "add"]
-Condition = Literal["trained", "zero_shot", "few_shot", "nearest_neighbour", "no_vector",
-                    "shuffled_vector", "random_vector"]
-CONDITIONS: tuple[str, ...] = ("trained", "zero_shot", "few_shot", "nearest_neighbour",
-                               "no_vector", "shuffled_vector", "random_vector")
+Condition = Literal["trained", "zero_shot", "few_shot", "majority", "nearest_neighbour",
+                    "no_vector", "shuffled_vector", "random_vector"]
+CONDITIONS: tuple[str, ...] = ("trained", "zero_shot", "few_shot", "majority",
+                               "nearest_neighbour", "no_vector", "shuffled_vector",
+                               "random_vector")
 #: seed 000's question-type weights (generative 1.0, orig/change match 0.5 each).
 SEED_WEIGHTS: dict[str, float] = {"context_ablation/generative_explanation": 1.0,
                                   "context_ablation/orig_match": 0.5,

@@ -6,6 +6,8 @@ Conditions (rows of the table), on the held-out ``test.jsonl`` of each task fold
 * ``zero_shot``: the same base model with the adapter switched off (``disable_adapter``), same
   prompt; ``few_shot``: the same, with ``few_shot_k`` training examples of the same task and
   question type as prior turns (their vectors injected too);
+* ``majority``: the most common training answer of the example's task and question type (what
+  a constant predictor scores: the floor every other row must clear when labels are skewed);
 * ``nearest_neighbour`` (vector tasks): the answer of the training example whose vector has the
   highest cosine similarity with the test vector (no generation);
 * controls of the trained explainer on vector tasks: ``no_vector`` (placeholders left as plain
@@ -125,6 +127,16 @@ def nearest_neighbour(test: Sequence[Example], train: Sequence[Example],
         sims = torch.nn.functional.cosine_similarity(m, q[None, :], dim=1)
         preds.append(pool[int(sims.argmax())].answer)
     return preds
+
+
+def majority_answers(test: Sequence[Example], train: Sequence[Example]) -> list[str | None]:
+    """The most common training answer of each test example's (task, question type); ties go to
+    the alphabetically first answer; None when the training set has none of that kind."""
+    counts: dict[tuple[str, str], Counter[str]] = {}
+    for t in train:
+        counts.setdefault((t.task, t.question_type), Counter())[t.answer] += 1
+    best = {k: min(c.items(), key=lambda kv: (-kv[1], kv[0]))[0] for k, c in counts.items()}
+    return [best.get((e.task, e.question_type)) for e in test]
 
 
 def control_rows(rows: Sequence[Encoded], kind: str, vectors: dict[str, torch.Tensor], seed: int
@@ -298,6 +310,8 @@ def _condition(cond: str, lm: Any, meta: dict[str, Any], cfg: ExplainEvalConfig,
     left out: controls and nearest neighbour need vectors)."""
     gen_kw = {"max_tokens": cfg.max_tokens, "batch_size": cfg.batch_size,
               "description": f"explain {cond}"}
+    if cond == "majority":
+        return {e.id: p for e, p in zip(test, majority_answers(test, train)) if p is not None}
     if cond == "nearest_neighbour":
         nn_preds = nearest_neighbour(test, train, vectors)
         return {e.id: p for e, p in zip(test, nn_preds) if p is not None}

@@ -1,7 +1,7 @@
 """The explainer page of the report: ``explain/eval/metrics.json`` -> ``explainer.html``.
 
 The page leads with verdicts computed from the table: for each explainer and task, does the trained
-explainer beat each baseline (zero-shot, few-shot, nearest neighbour) and each vector control (no,
+explainer beat each baseline (zero-shot, few-shot, majority answer, nearest neighbour) and each vector control (no,
 shuffled, random vector) on the task's headline metric with non-overlapping 95% intervals? A
 trained row that does not clear the controls is not shown to read the activation. A test split
 without changed (or unchanged) examples is flagged, since the has-changed F1 then scores one
