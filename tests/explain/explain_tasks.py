@@ -48,16 +48,22 @@ def context_folder(tmp: Path, n: int = 12, seed: int = 0) -> Path:
 
 
 def vector_folder(tmp: Path, d: int, n: int = 16, seed: int = 0, layer: int = 1,
-                  name: str = "feat") -> Path:
+                  name: str = "feat", clusters: bool = False) -> Path:
     """Feature-description examples: one random (d,) vector per feature; two descriptions
-    alternate with the sign of the vector's first coordinate (readable only from the vector)."""
+    alternate with the sign of the vector's first coordinate (readable only from the vector).
+    ``clusters``: the vectors are instead one of two random prototypes plus small noise, and the
+    description names the prototype (learnable from a few dozen examples)."""
     out = tmp / name
     out.mkdir(parents=True, exist_ok=True)
     g = torch.Generator().manual_seed(seed)
     vecs, rows = {}, []
+    protos = torch.randn(2, d, generator=g)
     for f in range(n):
         v = torch.randn(d, generator=g)
         desc = "fires on refusals" if v[0] > 0 else "fires on training talk"
+        if clusters:
+            v = protos[f % 2] + 0.3 * v
+            desc = ("fires on refusals", "fires on training talk")[f % 2]
         vecs[f"f{f}"] = v
         rows.append(Example(id=f"f{f}", task="features", question_type="feature_description",
                             unit=f"feature:{f}",
