@@ -97,3 +97,26 @@ def cpu_seconds() -> float:
 def mb(x: float) -> str:
     """Bytes as whole MiB with thousands separators: ``"1,234 MiB"``."""
     return f"{x / 2**20:,.0f} MiB"
+
+
+def _guarded(fn: Callable[..., dict], *args: object) -> dict:
+    try:
+        return fn(*args)
+    except Exception:  # an exception that does not unpickle would hang the pool
+        import traceback
+
+        return {"error": traceback.format_exc()}
+
+
+def run_phase(fn: Callable[..., dict], *args: object) -> dict:
+    """Run ``fn(*args)`` in a fresh spawned process (its own memory peak and imports); a failure
+    ends the benchmark with the child's traceback."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(processes=1, maxtasksperchild=1) as pool:
+        out = pool.apply(_guarded, (fn, *args))
+    if "error" in out:
+        raise SystemExit(f"phase {fn.__name__} failed:\n{out['error']}")
+    return out
+

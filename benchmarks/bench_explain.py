@@ -39,7 +39,6 @@ timing. Usage::
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import random
 import sys
 import tempfile
@@ -255,22 +254,6 @@ def _eval_phase(task: Path, run_dir: Path, n: int, new_tokens: int, batch_size: 
             "rss_peak": rss.peak - rss.baseline, "maxrss": maxrss_bytes()}
 
 
-def _guarded(fn: Any, *args: Any) -> dict[str, Any]:
-    try:
-        return fn(*args)
-    except Exception:  # an exception that does not unpickle would hang the pool
-        import traceback
-
-        return {"error": traceback.format_exc()}
-
-
-def run(fn: Any, *args: Any) -> dict[str, Any]:
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(processes=1, maxtasksperchild=1) as pool:
-        out = pool.apply(_guarded, (fn, *args))
-    if "error" in out:
-        raise SystemExit(f"phase {fn.__name__} failed:\n{out['error']}")
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -291,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import os
 
-    from _common import mb
+    from _common import mb, run_phase
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -303,10 +286,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.traces} transcript(s) per prompt), {args.steps} steps x batch "
               f"{args.batch_size}, max_length {args.max_length}, {args.threads} threads; each "
               "phase in a fresh spawned process")
-        res = {k: run(_train_phase, k, task, root / k, args.model, args.steps, args.batch_size,
-                      args.max_length, args.threads) for k in ("naive", "ours")}
-        ev = run(_eval_phase, task, root / "ours", args.eval_n, args.new_tokens,
-                 args.eval_batch_size, args.max_length, args.threads)
+        res = {k: run_phase(_train_phase, k, task, root / k, args.model, args.steps,
+                            args.batch_size, args.max_length, args.threads)
+               for k in ("naive", "ours")}
+        ev = run_phase(_eval_phase, task, root / "ours", args.eval_n, args.new_tokens,
+                       args.eval_batch_size, args.max_length, args.threads)
     a, b = res["naive"], res["ours"]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     same = a["tokens"] == b["tokens"] and a["steps"] == b["steps"]

@@ -22,7 +22,6 @@ asserts a timing. Usage::
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import sys
 import time
 from pathlib import Path
@@ -98,22 +97,6 @@ def _lora_phase(steps: int, threads: int) -> dict[str, Any]:
     return {"tokens_per_s": res["tokens_per_s"], "steps": steps}
 
 
-def _guarded(fn: Any, *args: Any) -> dict[str, Any]:
-    try:
-        return fn(*args)
-    except Exception:  # an exception that does not unpickle would hang the pool
-        import traceback
-
-        return {"error": traceback.format_exc()}
-
-
-def run(fn: Any, *args: Any) -> dict[str, Any]:
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(processes=1, maxtasksperchild=1) as pool:
-        out = pool.apply(_guarded, (fn, *args))
-    if "error" in out:
-        raise SystemExit(f"phase {fn.__name__} failed:\n{out['error']}")
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,9 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench_generate: {MODEL}, {args.n} chat prompts, <= {args.new_tokens} new tokens, greedy "
           f"fp32, {args.threads} threads; engine batch {args.batch_size}; each phase in a fresh "
           "spawned process")
-    from _common import mb
+    from _common import mb, run_phase
 
-    res = {k: run(_phase, k, args.n, args.new_tokens, args.batch_size, args.threads)
+    res = {k: run_phase(_phase, k, args.n, args.new_tokens, args.batch_size, args.threads)
            for k in ("naive", "engine")}
     for k, r in res.items():
         label = "per-prompt model.generate" if k == "naive" else "afscope.generate"
@@ -142,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     same = sum(a == b for a, b in zip(res["naive"]["outs"], res["engine"]["outs"]))
     print(f"  identical greedy outputs: {same}/{args.n}")
     if args.lora_steps > 0:
-        lora = run(_lora_phase, args.lora_steps, args.threads)
+        lora = run_phase(_lora_phase, args.lora_steps, args.threads)
         print(f"  afscope organism train (LoRA r=16, batch 2, {lora['steps']} steps): "
               f"{lora['tokens_per_s']:.0f} training tokens/s")
     ratio = (res["engine"]["tokens"] / res["engine"]["wall_s"]) / (
