@@ -136,6 +136,8 @@ def test_labels_cover_only_the_answer_and_eos(tmp_path, tiny_tokenizer):
 @pytest.mark.parametrize("mode", ["replace", "add"])
 def test_answer_loss_is_the_per_token_answer_cross_entropy(mode, tmp_path, tiny_tokenizer):
     model = build_model("llama", len(tiny_tokenizer))
+    with torch.no_grad():  # at init scale the logits stay ~uniform and an edit barely shows
+        model.lm_head.weight.mul_(50)
     ctx, _ = load_tasks([context_folder(tmp_path)])
     feats, vectors = load_tasks([vector_folder(tmp_path, d=32)])
     weights = {"context_ablation/orig_match": 0.5, "context_ablation": 2.0}
