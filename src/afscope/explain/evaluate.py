@@ -264,7 +264,6 @@ def evaluate_explainers(cfg: ExplainEvalConfig, *, backend: Any = None) -> tuple
             enc, dropped = encode_examples(lm.tokenizer, test, **enc_kw)
             kept = {r.id for r in enc}
             test = [e for e in test if e.id in kept]
-            by_id = {e.id: e for e in test}
             preds: dict[str, dict[str, str | None]] = {}
             for cond in cfg.conditions:
                 with run.timer(f"{label}:{cond}"):
@@ -292,7 +291,7 @@ def evaluate_explainers(cfg: ExplainEvalConfig, *, backend: Any = None) -> tuple
                                   "predictions": {c: preds[c].get(e.id) for c in preds}})
             run.add_output(f"{label}:n_test", len(test))
             run.add_output(f"{label}:n_dropped", dropped)
-            del lm, by_id
+            del lm  # free the explainer before loading the next one
         result = {"kind": KIND, "format_version": FORMAT_VERSION, "explainers": explainers,
                   "conditions": list(cfg.conditions), "table": table, "examples": shown,
                   "train_curves": curves, "judge": cfg.judge,
