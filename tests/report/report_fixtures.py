@@ -10,6 +10,7 @@ a feature-count sweep, an SAE entry and three features with token examples (one 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -224,3 +225,17 @@ def make_results(tmp_path: Path, *, probes_win: bool = True, optional: bool = Tr
             "".join(json.dumps(line) + "\n" for line in score_lines), encoding="utf-8")
     (run / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
     return run
+
+
+def set_path(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    """An edit of a JSON artifact: set the dotted ``path`` (list indices as numbers) to ``value``."""
+    def edit(d: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        for p in parents:
+            d = d[int(p)] if isinstance(d, list) else d[p]
+        if isinstance(d, list):
+            d[int(last)] = value
+        else:
+            d[last] = value
+    return edit
+

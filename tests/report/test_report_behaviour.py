@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from report_fixtures import SCRIPT, make_results
+from report_fixtures import SCRIPT, make_results, set_path
 
 from afscope.errors import ArtifactError
 from afscope.report import BEHAVIOUR_PAGE, read_behaviour, write_report
@@ -339,31 +339,19 @@ def test_read_behaviour_is_none_without_the_file(tmp_path):
     assert b is not None and b.organism is not None and b.organism.models[0].gap.value == 0.45
 
 
-def _set(path: str, value: Any):
-    def edit(d: dict[str, Any]) -> None:
-        *parents, last = path.split(".")
-        for p in parents:
-            d = d[int(p)] if isinstance(d, list) else d[p]
-        if isinstance(d, list):
-            d[int(last)] = value
-        else:
-            d[last] = value
-    return edit
-
-
 @pytest.mark.parametrize("edit, field", [
-    (_set("organism.models.0.gap.value", "high"), "organism.models.0.gap.value"),
-    (_set("steering.conditions.1.comply", 1.5), "steering.conditions.1.comply"),
-    (_set("steering.plots.1", "../../etc/passwd"), "steering.plots.1"),
-    (_set("organism.examples.0.behaviour", "maybe"), "organism.examples.0.behaviour"),
-    (_set("context_ablation.directions", {"comply-refuse": 1}), "context_ablation.directions"),
-    (_set("judge.agreement.confusion", [[1, 2, 3]]), "judge.agreement"),
-    (_set("judge.method", "vibes"), "judge.method"),
-    (_set("organism.models.1.name", "organism"), "field 'organism': models.1.name: duplicate"),
-    (_set("steering.vector.colour", "red"), "steering.vector.colour"),
+    (set_path("organism.models.0.gap.value", "high"), "organism.models.0.gap.value"),
+    (set_path("steering.conditions.1.comply", 1.5), "steering.conditions.1.comply"),
+    (set_path("steering.plots.1", "../../etc/passwd"), "steering.plots.1"),
+    (set_path("organism.examples.0.behaviour", "maybe"), "organism.examples.0.behaviour"),
+    (set_path("context_ablation.directions", {"comply-refuse": 1}), "context_ablation.directions"),
+    (set_path("judge.agreement.confusion", [[1, 2, 3]]), "judge.agreement"),
+    (set_path("judge.method", "vibes"), "judge.method"),
+    (set_path("organism.models.1.name", "organism"), "field 'organism': models.1.name: duplicate"),
+    (set_path("steering.vector.colour", "red"), "steering.vector.colour"),
     (lambda d: d["context_ablation"].pop("n_test"), "context_ablation.n_test"),
-    (_set("version", 2), "version"),
-    (_set("kind", "afscope_results"), "kind"),
+    (set_path("version", 2), "version"),
+    (set_path("kind", "afscope_results"), "kind"),
 ])
 def test_bad_behaviour_json_names_the_file_and_field(tmp_path, edit, field):
     data = copy.deepcopy(behaviour_dict())

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from report_fixtures import SCRIPT, make_results
+from report_fixtures import SCRIPT, make_results, set_path
 from test_report_behaviour import behaviour_dict
 
 from afscope.errors import ArtifactError
@@ -391,36 +391,24 @@ def test_read_explain(tmp_path):
     assert ev.table[0].metrics.subsets["all"]["n"] == 16
 
 
-def _set(path: str, value: Any):
-    def edit(d: dict[str, Any]) -> None:
-        *parents, last = path.split(".")
-        for p in parents:
-            d = d[int(p)] if isinstance(d, list) else d[p]
-        if isinstance(d, list):
-            d[int(last)] = value
-        else:
-            d[last] = value
-    return edit
-
-
 @pytest.mark.parametrize("edit, field", [
-    (_set("kind", "afscope_results"), "kind"),
-    (_set("format_version", 2), "format_version"),
-    (_set("table.0.task", "poetry"), "table.0.task"),
-    (_set("table.1.explainer", "nobody"), "table.1.explainer: 'nobody' is not in explainers"),
-    (_set("table.1.condition", "oracle"), "table.1.condition"),
-    (_set("table.2.metrics.subsets", {"changed": {"n": 1}}), "table.2.metrics.subsets"),
-    (_set("table.2.metrics.subsets.all.n", -1), "table.2.metrics.subsets"),
+    (set_path("kind", "afscope_results"), "kind"),
+    (set_path("format_version", 2), "format_version"),
+    (set_path("table.0.task", "poetry"), "table.0.task"),
+    (set_path("table.1.explainer", "nobody"), "table.1.explainer: 'nobody' is not in explainers"),
+    (set_path("table.1.condition", "oracle"), "table.1.condition"),
+    (set_path("table.2.metrics.subsets", {"changed": {"n": 1}}), "table.2.metrics.subsets"),
+    (set_path("table.2.metrics.subsets.all.n", -1), "table.2.metrics.subsets"),
     (lambda d: d["table"][0].pop("relation"), "table.0.relation"),
     (lambda d: d["table"].append(copy.deepcopy(d["table"][0])), "second row"),
-    (_set("examples.0.predictions.oracle", "x"), "examples.0.predictions"),
-    (_set("examples.0.changed", "maybe"), "examples.0.changed"),
-    (_set("train_curves.nobody", {"train": [], "eval": []}), "train_curves"),
-    (_set(f"train_curves.{A}.train.0.loss", "low"), f"train_curves.{A}.train.0.loss"),
-    (_set("explainers.1.relation", "sibling"), "explainers.1.relation"),
-    (_set("explainers.1.label", A), "explainers.1.label: duplicate"),
-    (_set("params", []), "params"),
-    (_set("surprise", 1), "surprise"),
+    (set_path("examples.0.predictions.oracle", "x"), "examples.0.predictions"),
+    (set_path("examples.0.changed", "maybe"), "examples.0.changed"),
+    (set_path("train_curves.nobody", {"train": [], "eval": []}), "train_curves"),
+    (set_path(f"train_curves.{A}.train.0.loss", "low"), f"train_curves.{A}.train.0.loss"),
+    (set_path("explainers.1.relation", "sibling"), "explainers.1.relation"),
+    (set_path("explainers.1.label", A), "explainers.1.label: duplicate"),
+    (set_path("params", []), "params"),
+    (set_path("surprise", 1), "surprise"),
 ])
 def test_bad_metrics_json_names_the_file_and_field(tmp_path, edit, field):
     data = metrics_dict()
