@@ -75,3 +75,17 @@ def vector_folder(tmp: Path, d: int, n: int = 16, seed: int = 0, layer: int = 1,
     write_examples(out / TRAIN_FILE, rows[:cut])
     write_examples(out / TEST_FILE, rows[cut:])
     return out
+
+
+def tiny_model_with_head(folder: Path, tokenizer, scale: float = 1.0, shift: float = 0.0) -> Path:
+    """A tiny llama saved to ``folder`` with ``lm_head = scale * W + shift`` (other weights than
+    the session's tiny model; a large scale lets its logits leave ~uniform so it can learn)."""
+    from tiny_models import build_model
+
+    m = build_model("llama", len(tokenizer))
+    with torch.no_grad():
+        m.lm_head.weight.mul_(scale).add_(shift)
+    m.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
-from explain_tasks import context_folder, vector_folder
+from explain_tasks import context_folder, tiny_model_with_head, vector_folder
 
 from afscope.cli import main
 from afscope.explain.encode import Encoded
@@ -119,7 +119,6 @@ def test_cli_train_then_eval_writes_the_table(tmp_path, tiny_model_dir):
 
 def test_eval_refuses_an_explainer_on_another_base_model(tmp_path, tiny_model_dir,
                                                          tiny_tokenizer):
-    from tiny_models import build_model
 
     from afscope.errors import ConfigError
     from afscope.explain.config import ExplainTrainConfig
@@ -129,12 +128,7 @@ def test_eval_refuses_an_explainer_on_another_base_model(tmp_path, tiny_model_di
     out, _ = train_explainer(ExplainTrainConfig(data=[context_folder(tmp_path)],
                                                 model=str(tiny_model_dir), out=tmp_path / "tr",
                                                 max_steps=1, val_fraction=0.0))
-    other = tmp_path / "other"
-    m = build_model("llama", len(tiny_tokenizer))
-    with torch.no_grad():
-        m.lm_head.weight.add_(1.0)
-    m.save_pretrained(other)
-    tiny_tokenizer.save_pretrained(other)
+    other = tiny_model_with_head(tmp_path / "other", tiny_tokenizer, shift=1.0)
     with pytest.raises(ConfigError, match="trained on base model"):
         load_explainer(out, lm=load_model(str(other)))
 
@@ -159,18 +153,12 @@ def test_a_trained_explainer_reads_the_vector(tmp_path, tiny_tokenizer, d_target
     trained explainer is right on held-out features, the shuffled-vector control and the majority
     answer are not. (The tiny model's lm_head is scaled up: at its init scale the logits cannot
     leave ~uniform, so nothing could be learned.)"""
-    from tiny_models import build_model
 
     from afscope.explain.config import ExplainEvalConfig, ExplainTrainConfig
     from afscope.explain.evaluate import evaluate_explainers
     from afscope.explain.train import train_explainer
 
-    model_dir = tmp_path / "m"
-    m = build_model("llama", len(tiny_tokenizer))
-    with torch.no_grad():
-        m.lm_head.weight.mul_(50)
-    m.save_pretrained(model_dir)
-    tiny_tokenizer.save_pretrained(model_dir)
+    model_dir = tiny_model_with_head(tmp_path / "m", tiny_tokenizer, scale=50.0)
     feat = vector_folder(tmp_path, d=d_target, n=64, clusters=True)
     out, s = train_explainer(ExplainTrainConfig(
         data=[feat], model=str(model_dir), out=tmp_path / "tr", max_steps=150, batch_size=8,
