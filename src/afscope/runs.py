@@ -24,6 +24,8 @@ from afscope.errors import AfscopeError
 from afscope.fileio import atomic_write_json
 
 MANIFEST = "manifest.json"
+ERROR_LOG = "error.log"
+_last_error_log: Path | None = None
 _PACKAGES = ("afscope", "torch", "transformers", "safetensors", "numpy", "scikit-learn", "pydantic",
              "gguf", "accelerate", "datasets")
 
@@ -93,15 +95,43 @@ class Run:
 
     @contextlib.contextmanager
     def timer(self, name: str) -> Iterator[None]:
+        """Time a stage into ``timings_s`` and name it on stderr (see :func:`afscope.progress.stage`)."""
+        from afscope.progress import stage
+
         t0 = time.perf_counter()
         try:
-            yield
+            with stage(f"{self.manifest['command']}: {name}"):
+                yield
         finally:
             self.manifest["timings_s"][name] = round(
                 self.manifest["timings_s"].get(name, 0.0) + time.perf_counter() - t0, 4)
 
     def save(self) -> None:
         atomic_write_json(self.path / self.manifest_name, self.manifest)
+
+
+def write_error_log(path: Path, exc: BaseException) -> Path:
+    """Write ``exc``'s traceback to ``path``; the first log written since :func:`last_error_log`
+    was last read (the innermost failing run) is the one the CLI points the user to."""
+    global _last_error_log
+    import traceback
+
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"afscope {package_versions()['afscope']}, python {sys.version.split()[0]}, "
+                    f"{platform.platform()}\n{' '.join(sys.argv)}\n\n{text}", encoding="utf-8")
+    if _last_error_log is None:
+        _last_error_log = path
+    return path
+
+
+def last_error_log(reset: bool = True) -> Path | None:
+    """The error log of the innermost run that failed with an unexpected exception, if any."""
+    global _last_error_log
+    path = _last_error_log
+    if reset:
+        _last_error_log = None
+    return path
 
 
 @contextlib.contextmanager
@@ -126,6 +156,9 @@ def start_run(command: str, config: dict[str, Any], path: str | Path | None = No
             raise
         run.manifest["status"] = "failed"
         run.manifest["error"] = f"{type(e).__name__}: {e}"
+        if not isinstance(e, (AfscopeError, KeyboardInterrupt)):
+            run.manifest["error_log"] = ERROR_LOG
+            write_error_log(run_path / ERROR_LOG, e)
         raise
     else:
         run.manifest["status"] = "complete"

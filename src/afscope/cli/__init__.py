@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -19,16 +20,39 @@ from afscope.errors import AfscopeError
 console = Console(stderr=True)
 
 
+def _error(text: str) -> None:
+    console.print("[bold red]error:[/]", end=" ")
+    console.print(text, highlight=False, markup=False, emoji=False, soft_wrap=True)
+
+
 class _Group(click.Group):
-    """Turns :class:`AfscopeError` into one line on stderr and exit code 2 (no traceback)."""
+    """No raw tracebacks: :class:`AfscopeError` is one line and exit code 2; a missing optional
+    package is one line naming the extra (exit 2); any other exception is one line plus the path
+    of a log file holding the traceback (in the failing run's directory), exit code 1. ``-v``
+    prints the traceback too."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from afscope.runs import last_error_log, write_error_log
+
+        last_error_log()  # forget a log of an earlier invocation in this process
         try:
             return super().invoke(ctx)
         except AfscopeError as e:
-            console.print("[bold red]error:[/]", end=" ")
-            console.print(str(e), highlight=False, markup=False, emoji=False, soft_wrap=True)
+            _error(str(e))
             sys.exit(2)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as e:
+            hint = missing_package_hint(e.name or "") if isinstance(e, ModuleNotFoundError) else None
+            if hint is not None:
+                _error(hint)
+                sys.exit(2)
+            log = last_error_log() or write_error_log(_fallback_log(), e)
+            _error(f"{type(e).__name__}: {e}".strip().splitlines()[0][:500]
+                   + f" (unexpected; traceback in {log}; -v prints it)")
+            if ctx.params.get("verbose") or (ctx.obj or {}).get("verbose"):
+                console.print_exception()
+            sys.exit(1)
 
 
 @click.group(cls=_Group)
@@ -44,7 +68,37 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     from afscope import progress
 
     progress.set_quiet(quiet)
-    ctx.obj = {"quiet": quiet}
+    ctx.obj = {"quiet": quiet, "verbose": verbose}
+
+
+EXTRAS = {"sae_lens": ("sae-lens", "saelens"), "selenium": ("selenium", "dev"),
+          "pytest": ("pytest", "dev")}
+"""Optional modules: ``module -> (distribution, extra of afscope that installs it)``."""
+
+
+def missing_package_hint(module: str) -> str | None:
+    """One line for a module that is not installed: the extra that installs it, or (a declared
+    dependency gone missing) how to reinstall. None for afscope's own and standard modules."""
+    top = module.split(".")[0]
+    if not top or top == "afscope" or top in sys.stdlib_module_names:
+        return None
+    if top in EXTRAS:
+        dist, extra = EXTRAS[top]
+        return (f"this needs the optional package {dist}: pip install 'afscope[{extra}]' "
+                f"(or pip install {dist})")
+    return (f"the module {top!r} is not installed in {sys.prefix}, although afscope depends on "
+            f"it: reinstall afscope there (pip install -e '.[dev]' in the checkout)")
+
+
+def _fallback_log() -> Path:
+    """Where the traceback goes when the failure came before any run directory existed."""
+    import datetime as dt
+    import os
+
+    from afscope.models.embedded import cache_root
+
+    return (cache_root().parent / "logs"
+            / f"error-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")
 
 
 def _register() -> None:
@@ -52,6 +106,7 @@ def _register() -> None:
         counterfactual,
         data,
         demo,
+        doctor,
         explain,
         extract,
         features,
@@ -68,7 +123,7 @@ def _register() -> None:
     )
 
     for mod in (data, models, generate, extract, sae, probe, features, judge, steer, organism,
-                counterfactual, explain, lab, study, report, demo):
+                counterfactual, explain, lab, study, report, demo, doctor):
         main.add_command(mod.command)
 
 
