@@ -143,16 +143,21 @@ def run_explainer(cfg: DemoConfig, out: Path) -> Path:
 
 def run_demo(cfg: DemoConfig) -> Path:
     """Run the demo; returns the path of its HTML report."""
+    from afscope.progress import stage
     from afscope.report import write_report
     from afscope.runs import default_run_dir
     from afscope.study import run_study
 
     out = cfg.out or default_run_dir("demo")
-    run_study(study_config(cfg, out))
+    with stage("demo 1/4: detection study (corpus, baselines, SAEs, caches, probes, autointerp)"):
+        run_study(study_config(cfg, out))
     if cfg.lab:
         from afscope.lab import run_lab
 
-        run_lab(lab_config(cfg, out))  # type: ignore[arg-type]
+        with stage("demo 2/4: behaviour lab (organism, context ablation, steering)"):
+            run_lab(lab_config(cfg, out))  # type: ignore[arg-type]
         if cfg.explain:
-            run_explainer(cfg, out)
-    return write_report(out)
+            with stage("demo 3/4: explainer (task data, LoRA training, evaluation)"):
+                run_explainer(cfg, out)
+    with stage("demo 4/4: report"):
+        return write_report(out)

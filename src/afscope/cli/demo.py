@@ -17,12 +17,29 @@ def command(ctx: click.Context, cfg: DemoConfig) -> None:
     HTML report."""
     from afscope.demo import run_demo
 
+    from afscope.progress import stage_times
+
+    stage_times(reset=True)
     report = run_demo(cfg)
     if not ctx.obj.get("quiet"):
         _print_ladder(report.parent.parent)
         _print_behaviour(report.parent.parent)
         _print_explainer(report.parent.parent)
+        _print_times(stage_times())
     click.echo(str(report))
+
+
+def _print_times(times: list[tuple[str, float, int]]) -> None:
+    """The demo's stages and the second level under them, with the time each took."""
+    from rich.table import Table
+
+    from afscope.progress import format_seconds
+
+    table = Table("stage", "time", title="where the time went")
+    for name, seconds, depth in times:
+        if depth <= 1:
+            table.add_row(("  " * depth) + name, format_seconds(seconds))
+    console.print(table)
 
 
 def _print_ladder(run_dir) -> None:

@@ -53,6 +53,7 @@ from afscope.explain.schema import (
 from afscope.fileio import atomic_write_json, sha256_file
 from afscope.models import LoadedModel, load_model
 from afscope.organism.train import save_adapter, target_modules, trainable_parameters
+from afscope.progress import trainer_progress
 from afscope.runs import start_run
 
 log = logging.getLogger(__name__)
@@ -362,7 +363,7 @@ def train_explainer(cfg: ExplainTrainConfig, *, lm: LoadedModel | None = None
 
         collator = Collator(vectors, lm.tokenizer.pad_token_id
                             if lm.tokenizer.pad_token_id is not None else meta["placeholder"])
-        callbacks: list[Any] = [_Stamp()]
+        callbacks: list[Any] = [_Stamp(), trainer_progress("explainer LoRA steps")]
         if enc_val and cfg.patience:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.patience))
         trainer = _trainer_class()(

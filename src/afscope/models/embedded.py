@@ -139,7 +139,11 @@ def prepare(name: str, *, force: bool = False) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)  # shards starting together convert once, not N times
         if is_prepared(name) and not force:
             return out
-        _convert(spec, out)
+        from afscope.progress import stage
+
+        with stage(f"first use of {name}: fetching its GGUF and converting it to safetensors "
+                   "(once)"):
+            _convert(spec, out)
     return out
 
 

@@ -25,6 +25,7 @@ from afscope.fileio import atomic_dir, atomic_write_json, sha256_file, sha256_js
 from afscope.models import LoadedModel, load_model, render_chat
 from afscope.organism.config import OrganismTrainConfig
 from afscope.organism.data import read_examples
+from afscope.progress import trainer_progress
 from afscope.runs import start_run
 
 log = logging.getLogger(__name__)
@@ -173,7 +174,8 @@ def fit_lora(peft_model: Any, tokenizer: Any, rows: list[dict[str, list[int]]],
     old_side = tokenizer.padding_side
     tokenizer.padding_side = "right"  # training positions start at 0 for every row
     try:
-        trainer = Trainer(model=peft_model, args=args, train_dataset=rows, data_collator=collator)
+        trainer = Trainer(model=peft_model, args=args, train_dataset=rows, data_collator=collator,
+                          callbacks=[trainer_progress("organism LoRA steps")])
         trainer.remove_callback(PrinterCallback)  # the loss goes to train_log.json, not stdout
         t0 = time.perf_counter()
         trainer.train()
