@@ -61,3 +61,37 @@ def test_demo_end_to_end(tmp_path):
     train = json.loads((out / "explain" / "train" / "manifest.json").read_text())
     assert train["status"] == "complete" and train["outputs"]["steps"] == 4
     assert (out / "report" / "explainer.html").is_file()
+
+    _check_explain_data_from_the_demo(out, tmp_path)
+
+
+def _check_explain_data_from_the_demo(out, tmp_path) -> None:
+    """The explainer's task folders built from this demo's own outputs (these once read a demo run
+    left at /tmp/demo_run on one developer's machine and skipped everywhere else)."""
+    from afscope.explain.answers import parse_change, parse_label
+    from afscope.explain.data import ExplainDataConfig, build_task_data
+    from afscope.explain.schema import TEST_FILE, TRAIN_FILE, read_examples
+
+    context = out / "lab" / "context"
+    task, stats = build_task_data(ExplainDataConfig(task="context_ablation", source=context,
+                                                    out=tmp_path / "ctx"))
+    n_records = sum(len(json.loads((context / f).read_text())) for f in ("train.json", "test.json"))
+    train, test = read_examples(task / TRAIN_FILE), read_examples(task / TEST_FILE)
+    assert len(train) + len(test) + 3 * stats["n_skipped"] == 3 * n_records
+    assert {e.unit for e in train}.isdisjoint({e.unit for e in test})
+    assert all(parse_change(e.answer) or parse_label(e.answer) for e in [*train, *test])
+
+    task, stats = build_task_data(ExplainDataConfig(
+        task="features", targets="activations", out=tmp_path / "feat",
+        cache=out / "cache" / "smollm2-135m-instruct" / "train",
+        sae=out / "sae" / "smollm2-135m-instruct" / "L14"))
+    t = stats["targets"]
+    train, test = read_examples(task / TRAIN_FILE), read_examples(task / TEST_FILE)
+    assert t["sae_match"] == "weights_sha256" and t["layer"] == 14
+    assert t["n_live"] + t["n_dead"] == t["n_features"] == 256
+    assert len(train) + len(test) == t["n_used"] == t["n_live"] > 0
+    assert {e.unit for e in train}.isdisjoint({e.unit for e in test})
+    cats = set(t["categories"])
+    for e in [*train, *test]:
+        assert e.answer.startswith("Fires most on ") and e.meta["category"] in cats
+        assert e.reference["descriptions"][1] == f"Most active on {e.meta['category']} traces."
