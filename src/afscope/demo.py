@@ -149,15 +149,15 @@ def run_demo(cfg: DemoConfig) -> Path:
     from afscope.study import run_study
 
     out = cfg.out or default_run_dir("demo")
-    with stage("demo 1/4: detection study (corpus, baselines, SAEs, caches, probes, autointerp)"):
+    with stage("demo 1/4: detection study"):
         run_study(study_config(cfg, out))
     if cfg.lab:
         from afscope.lab import run_lab
 
-        with stage("demo 2/4: behaviour lab (organism, context ablation, steering)"):
+        with stage("demo 2/4: behaviour lab"):
             run_lab(lab_config(cfg, out))  # type: ignore[arg-type]
         if cfg.explain:
-            with stage("demo 3/4: explainer (task data, LoRA training, evaluation)"):
+            with stage("demo 3/4: explainer"):
                 run_explainer(cfg, out)
     with stage("demo 4/4: report"):
         return write_report(out)
