@@ -230,10 +230,6 @@ def test_synth_bad_options(runner: CliRunner, tmp_path: Path, monkeypatch: pytes
 
 
 def test_synth_real_generator(runner: CliRunner, tmp_path: Path) -> None:
-    try:
-        from afscope.data.synth import generate_corpus, keyword_auroc_report  # noqa: F401
-    except ImportError:
-        pytest.skip("afscope.data.synth not available in this checkout")
     out = tmp_path / "syn.jsonl"
     args = ["data", "synth", "--n", "60", "--seed", "0", "--out", str(out)]
     res = runner.invoke(main, args)

