@@ -116,7 +116,7 @@ def test_score_row_generative_and_label_content():
     r = score_row({**gen(False, "unchanged"), "prediction": "the behaviour would remain <<<COMPLY>>>"})
     assert (r["parse_ok"], r["exact"], r["content"], r["pred_changed"]) == (True, False, True, False)
     r = score_row(lab("refuse", "The behaviour would be <<<refuse>>>"))
-    assert (r["parse_ok"], r["exact"], r["content"], r["parsed"]) == (True, False, True, "refuse")
+    assert (r["parse_ok"], r["exact"], r["content"], r["parsed"]) == (True, False, True, ["refuse"])
     r = score_row(lab("refuse", "The behaviour would be <<<refuse>>>.", qt="change_match"))
     assert (r["exact"], r["content"], r["pred_changed"]) == (True, True, None)
     r = score_row(lab("refuse", "The behaviour would be <<<comply>>>."))

@@ -316,9 +316,10 @@ class _RecordBuilder:
         attrs: dict[str, str | None] = {}
         for k in ATTRIBUTE_FIELDS:
             v = obj.get(k)
-            if isinstance(v, str) and k not in consumed:
-                attrs[k] = v
-                consumed.add(k)
+            if k in obj and k not in consumed and (v is None or isinstance(v, str)):
+                if v is not None:
+                    attrs[k] = v
+                consumed.add(k)  # a null attribute is unset (Record.to_dict writes it as null)
         extra: dict[str, Any] = {}
         for k, v in obj.items():
             if k in consumed:

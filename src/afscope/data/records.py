@@ -71,11 +71,15 @@ class Record:
         return content_hash(self.text)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSONL form of a record: ``label`` is the fine category, ``is_af`` the binary label."""
+        """The JSONL form of a record: ``label`` is the fine category, ``is_af`` the binary label.
+
+        ``source``, ``pattern`` and ``prompt`` are always written (null when unset), so every
+        corpus file has the same columns: ``datasets.load_dataset("json")`` types a column that is
+        missing from one file and present in another differently.
+        """
         out: dict[str, Any] = dict(self.extra)
         out.update({"id": self.id, "text": self.text, "label": self.category, "is_af": self.label})
         for k in ("source", "pattern", "prompt"):
             v = getattr(self, k)
-            if v is not None:
-                out[k] = v
+            out[k] = v if v is not None else out.get(k)
         return out

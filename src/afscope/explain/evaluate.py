@@ -42,7 +42,7 @@ from afscope.explain.config import ExplainEvalConfig
 from afscope.explain.encode import Encoded, encode_examples, vector_batch
 from afscope.explain.inject import inject
 from afscope.explain.metrics import max_over_references, score_row, summarize
-from afscope.explain.schema import TEST_FILE, Example
+from afscope.explain.schema import TEST_FILE, Example, padded_reference
 from afscope.explain.train import TRAIN_LOG, load_explainer, load_tasks
 from afscope.fileio import atomic_write_json, atomic_write_text
 from afscope.generate import GenerationParams, generate
@@ -223,6 +223,21 @@ def _score_descriptions(rows: list[dict[str, Any]], cfg: ExplainEvalConfig, back
             r["judge_score"] = max_over_references(scores.get(r["id"], []))
 
 
+def write_predictions(path: str | Path, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Score ``rows`` (:func:`~afscope.explain.metrics.score_row`) and write them to ``path``, one
+    JSON object per line, atomically; returns the scored rows.
+
+    A row is ``id, task, question_type, answer, prediction, reference, changed`` (plus
+    ``judge_score`` when a judge ran) and the per-row scores, every one present in every row;
+    ``reference`` is padded to :data:`~afscope.explain.schema.REFERENCE_KEYS`.
+    """
+    scored = [score_row(r) for r in rows]
+    atomic_write_text(Path(path), "".join(
+        json.dumps({**r, "reference": padded_reference(r["reference"])}, ensure_ascii=False) + "\n"
+        for r in scored))
+    return scored
+
+
 def _label(run_dir: Path, model: str, used: set[str]) -> str:
     model = Path(model).name if ("/" in model or "\\" in model) else model
     label = model if model not in used else f"{model}@{run_dir.name}"
@@ -274,9 +289,7 @@ def evaluate_explainers(cfg: ExplainEvalConfig, *, backend: Any = None) -> tuple
                          "answer": e.answer, "prediction": pmap[e.id], "reference": e.reference,
                          "changed": e.changed} for e in test if pmap.get(e.id) is not None]
                 _score_descriptions(rows, cfg, backend)
-                scored = [score_row(r) for r in rows]
-                atomic_write_text(out / PREDICTIONS_DIR / label / f"{cond}.jsonl", "".join(
-                    json.dumps(r, ensure_ascii=False) + "\n" for r in scored))
+                scored = write_predictions(out / PREDICTIONS_DIR / label / f"{cond}.jsonl", rows)
                 for task in sorted({r["task"] for r in scored}):
                     sub = [r for r in scored if r["task"] == task]
                     table.append({"explainer": label, "relation": relation, "condition": cond,

@@ -61,15 +61,19 @@ def _valid_score(v: Any) -> bool:
 def score_row(row: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``row`` with its per-row scores added.
 
-    Every row gets ``parse_ok`` and ``exact``; behaviour rows add ``parsed`` (list or None),
-    ``content`` and ``pred_changed`` (None unless a generative answer parsed); description rows add
-    ``judge_similarity`` ((score-1)/4 in [0, 1], None when the judge gave no valid score), keep
-    ``embed_similarity`` and have ``content`` = ``pred_changed`` = None (not applicable).
+    Every row gets ``parse_ok``, ``exact``, ``parsed``, ``content``, ``pred_changed``,
+    ``judge_similarity`` and ``embed_similarity``, None where they do not apply, so a predictions
+    file has the same columns and column types whatever its tasks (``datasets.load_dataset``).
+    Behaviour rows: ``parsed`` is the list of labels read (``[before, after]`` for a generative
+    answer, ``[label]`` for a label answer) or None, ``pred_changed`` is None unless a generative
+    answer parsed. Description rows: ``judge_similarity`` is (score-1)/4 in [0, 1] (None when the
+    judge gave no valid score), ``embed_similarity`` is kept, ``content`` = ``pred_changed`` = None.
     """
     qt = _field(row, "question_type", str)
     pred = _field(row, "prediction", str)
     answer = _field(row, "answer", str)
     out = dict(row)
+    out["judge_similarity"] = out["embed_similarity"] = None
     if qt in GENERATIVE_TYPES:
         parsed = parse_change(pred)
         target = (_ref(row, "before"), _ref(row, "after"))
@@ -80,7 +84,7 @@ def score_row(row: dict[str, Any]) -> dict[str, Any]:
         out["pred_changed"] = (parsed[0] != parsed[1]) if parsed else None
     elif qt in LABEL_TYPES:
         label, target_label = parse_label(pred), _ref(row, "label")
-        out["parsed"] = label
+        out["parsed"] = [label] if label is not None else None
         out["parse_ok"] = label is not None
         out["exact"] = _norm(pred) == _norm(answer)
         out["content"] = label is not None and label == target_label

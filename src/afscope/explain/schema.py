@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from afscope.errors import ArtifactError, DataError
 from afscope.fileio import atomic_write_text
@@ -30,6 +30,10 @@ VECTORS_FILE = "vectors.safetensors"
 STATS_FILE = "stats.json"
 #: Where a vector enters the prompt (replaced by placeholder tokens when encoded).
 VECTOR_MARKER = "<|afscope_vector|>"
+#: Every key a ``reference`` can hold. Files write all of them (null where unused) so that every
+#: line has the same fields: ``datasets.load_dataset("json")`` types a dict whose keys vary by
+#: line as opaque JSON, which then matches no other file. Reading drops the nulls again.
+REFERENCE_KEYS: tuple[str, ...] = ("before", "after", "label", "descriptions")
 
 Task = Literal["context_ablation", "steering", "features"]
 TASKS: tuple[str, ...] = ("context_ablation", "steering", "features")
@@ -76,6 +80,11 @@ class Example(BaseModel):
     vectors: list[VectorRef] = Field(default_factory=list)
     meta: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("reference")
+    @classmethod
+    def _drop_unused(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return {k: x for k, x in v.items() if x is not None}
+
     @model_validator(mode="after")
     def _check(self) -> Example:
         if self.question_type not in QUESTION_TYPES[self.task]:
@@ -92,6 +101,18 @@ class Example(BaseModel):
 
     def chat(self) -> list[dict[str, str]]:
         return [m.model_dump() for m in self.messages]
+
+    def to_row(self) -> dict[str, Any]:
+        """The JSON line of this example: ``reference`` padded to :data:`REFERENCE_KEYS`."""
+        row = self.model_dump(mode="json")
+        row["reference"] = padded_reference(row["reference"])
+        return row
+
+
+def padded_reference(reference: dict[str, Any]) -> dict[str, Any]:
+    """``reference`` with every key of :data:`REFERENCE_KEYS` (null where unused), then any other
+    key it has, so the lines of a file share one set of fields."""
+    return {**dict.fromkeys(REFERENCE_KEYS), **reference}
 
 
 def read_examples(path: str | Path) -> list[Example]:
@@ -124,9 +145,8 @@ def read_examples(path: str | Path) -> list[Example]:
 
 
 def write_examples(path: str | Path, examples: Iterable[Example]) -> Path:
-    """Write a task file atomically (one JSON object per line, keys in schema order)."""
-    text = "".join(json.dumps(ex.model_dump(mode="json"), ensure_ascii=False) + "\n"
-                   for ex in examples)
+    """Write a task file atomically (one :meth:`Example.to_row` per line, keys in schema order)."""
+    text = "".join(json.dumps(ex.to_row(), ensure_ascii=False) + "\n" for ex in examples)
     atomic_write_text(Path(path), text)
     return Path(path)
 

@@ -36,6 +36,9 @@ SYSTEM = ("You test whether a description of a language-model feature predicts w
 
 _ITEM = re.compile(r"^\s*(?:sample\s*)?(\d+)\s*[:.)\-]\s*\**\s*(yes|no)\s*\**\s*\.?\s*$", re.IGNORECASE)
 _NUMBERED = re.compile(r"^\s*(?:sample\s*)?\d+\s*[:.)\-]", re.IGNORECASE)
+#: ``ci`` of a row without a score: the same fields as a scored row's, each null (a null ``ci``
+#: would load as another column type than ``{value, lo, hi}`` in ``datasets``).
+_NO_CI: dict[str, None] = {"value": None, "lo": None, "hi": None}
 
 
 def build_prompt(description: str, samples: Sequence[str]) -> list[dict[str, str]]:
@@ -128,7 +131,11 @@ def score_descriptions(
     """Score every parsed description (``status == "ok"``) into ``store`` (scores.jsonl).
 
     Each row: ``feature, status ("ok"|"parse_error"|"no_samples"), bal_acc, ci {value, lo, hi},
-    tpr, tnr, items [{row, id, label, active, activation, said}], error, answer, backend``.
+    tpr, tnr, items [{row, id, label, active, activation}], said (the LLM's yes/no per item, in
+    item order), error, answer, backend``. A field that does not apply is null (``said`` of an
+    unparsed answer, ``answer`` of a feature without held-out samples, each bound of ``ci`` when
+    nothing was scored), never absent, and no null sits inside ``items``: every scores.jsonl then
+    has the same columns and types for ``datasets.load_dataset("json")``.
     """
     params = params or ScoreParams()
     y = np.asarray(y)
@@ -147,9 +154,10 @@ def score_descriptions(
         rng = np.random.default_rng([seed, f, 1])
         pos, neg = held_out_samples(acts, y, used, params.n_score_pos, params.n_score_neg, rng)
         if not pos or not neg:
-            empty.append({"feature": f, "status": "no_samples", "bal_acc": None, "ci": None,
+            empty.append({"feature": f, "status": "no_samples", "bal_acc": None,
+                          "ci": dict(_NO_CI), "tpr": None, "tnr": None, "said": None,
                           "error": f"held-out samples: {len(pos)} activating, {len(neg)} zero",
-                          "items": [], "backend": who})
+                          "answer": None, "items": [], "backend": who})
             continue
         rows = rng.permutation(np.array(pos + neg, dtype=np.int64)).tolist()
         shown = []
@@ -167,20 +175,18 @@ def score_descriptions(
     store.append(empty)
 
     def make_row(job: Job, comp: Completion) -> dict[str, Any]:
-        items = [dict(it) for it in job.context["items"]]
+        items = job.context["items"]
         p = parse_judgments(comp.text, len(items))
         row: dict[str, Any] = {"feature": job.key, "status": "ok" if p.ok else "parse_error",
-                               "bal_acc": None, "ci": None, "tpr": None, "tnr": None,
-                               "error": p.error, "answer": comp.text[:ANSWER_KEPT_CHARS],
-                               "backend": who}
+                               "bal_acc": None, "ci": dict(_NO_CI), "tpr": None, "tnr": None,
+                               "said": None, "error": p.error,
+                               "answer": comp.text[:ANSWER_KEPT_CHARS], "backend": who}
         if p.ok:
-            for it, s in zip(items, p.value):
-                it["said"] = s
             m = balanced_accuracy(np.array([it["active"] for it in items]), np.array(p.value),
                                   n_boot=params.n_boot, seed=[seed, job.key])
             row.update(bal_acc=m["value"], ci={k: m[k] for k in ("value", "lo", "hi")},
-                       tpr=m["tpr"], tnr=m["tnr"])
-        row["items"] = items
+                       tpr=m["tpr"], tnr=m["tnr"], said=[bool(v) for v in p.value])
+        row["items"] = [dict(it) for it in items]
         return row
 
     stats = run_jobs(jobs, backend, store, make_row, batch_size=batch_size)

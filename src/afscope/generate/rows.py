@@ -27,6 +27,14 @@ class GenerateStats:
         return {"done": self.done, "skipped": self.skipped}
 
 
+def stored_prompt(prompt: Any) -> Any:
+    """The ``prompt`` a row stores: a string becomes the one user turn it is rendered as
+    (:func:`~afscope.generate.engine.render_prompt`), so a generations file has one column type
+    (a list of messages) whether its prompts were strings, chats or both; token ids stay as given.
+    """
+    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+
+
 def row_seed(seed: int, row_id: str) -> int:
     """The sampling seed of one row: fixed by the run seed and the row id, never by batching."""
     return (seed * 2_654_435_761 + zlib.crc32(row_id.encode("utf-8"))) % (2**31 - 1)
@@ -63,7 +71,8 @@ def generate_rows(
     """Generate ``item["prompt"]`` for every item not yet in ``store`` and append the rows.
 
     Each item needs a unique string ``"id"`` and a ``"prompt"``; its other keys are copied into the
-    row, which adds ``response``, ``finish_reason``, ``n_prompt_tokens`` and ``n_new_tokens``.
+    row, which adds ``response``, ``finish_reason``, ``n_prompt_tokens`` and ``n_new_tokens``. The
+    row's ``prompt`` is a chat (:func:`stored_prompt`: a string prompt is its one user turn).
     ``steering`` is one :class:`Steering`, or a function of the item. ``shard=(i, n)`` keeps
     ``items[i::n]``. Rows are written ``batch_size`` at a time (fsynced), so a killed run loses at
     most one batch; sampled rows are seeded by their id, so a resumed run writes the same text.
@@ -94,7 +103,8 @@ def generate_rows(
                         batch_size=batch_size, template=template, description=description)
         rows = []
         for it, g in zip(part, gens):
-            rows.append({**it, "response": g.text, "finish_reason": g.finish_reason,
+            rows.append({**it, "prompt": stored_prompt(it["prompt"]), "response": g.text,
+                         "finish_reason": g.finish_reason,
                          "n_prompt_tokens": g.n_prompt_tokens, "n_new_tokens": len(g.token_ids)})
         store.append(rows)
         stats.done += len(rows)

@@ -72,7 +72,9 @@ def _check_rows(rows: Sequence[Mapping[str, Any]]) -> None:
 
 
 def _rule_fields(row: Mapping[str, Any]) -> dict[str, Any]:
-    prompt = row["prompt"] if isinstance(row["prompt"], str) else None
+    prompt = row["prompt"]
+    if not isinstance(prompt, str):  # a chat: the request is its last user turn
+        prompt = next((m["content"] for m in reversed(prompt) if m.get("role") == "user"), None)
     v = classify_behaviour(row["response"], prompt)
     return {"rule_behaviour": v.behaviour, "rule_af": v.af}
 

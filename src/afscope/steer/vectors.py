@@ -7,8 +7,13 @@ the ``steering-vectors`` / seed 003 habit made self-describing:
 * tensors ``layer.<i>`` of shape ``(d_model,)`` float32, one per layer;
 * string metadata ``kind`` (``afscope_steering_vector``), ``format_version``, ``afscope_version``,
   ``model`` (name), ``model_fingerprint`` (:attr:`afscope.models.ModelInfo.fingerprint` or empty),
-  ``d_model``, ``source`` (``diffmean`` / ``probe`` / ``sae``), ``created_from`` (JSON provenance)
-  and ``norms`` (JSON ``{layer: L2 norm}``).
+  ``d_model``, ``layers`` (JSON list of the ``i`` of the tensors), ``site`` (``resid_post``: the
+  residual stream after block ``i``, TransformerLens' ``blocks.<i>.hook_resid_post``), ``source``
+  (the method: ``diffmean`` / ``probe`` / ``sae``), ``created_from`` (JSON provenance) and
+  ``norms`` (JSON ``{layer: L2 norm}``).
+
+Any safetensors reader opens it without afscope (``safetensors.numpy.load_file`` gives
+``{"layer.<i>": array}``, ``safe_open(...).metadata()`` the fields above).
 
 Loading reads only safetensors (never pickle) and refuses a vector made for another width or, unless
 told otherwise, another model: a direction means nothing in a different residual basis.
@@ -31,6 +36,8 @@ KIND = "afscope_steering_vector"
 FORMAT_VERSION = 1
 VECTOR_FILE = "vector.safetensors"
 SOURCES = ("diffmean", "probe", "sae")
+#: Where a layer's direction is added: the residual stream after that block (afscope.models.hooks).
+SITE = "resid_post"
 _PREFIX = "layer."
 
 
@@ -121,7 +128,7 @@ class SteeringVector:
             "kind": KIND, "format_version": str(FORMAT_VERSION),
             "afscope_version": afscope.__version__, "model": self.model or "",
             "model_fingerprint": self.model_fingerprint or "", "d_model": str(self.d_model),
-            "source": self.source,
+            "layers": json.dumps(self.layers), "site": SITE, "source": self.source,
             "created_from": json.dumps(self.created_from, sort_keys=True),
             "norms": json.dumps({str(k): v for k, v in self.norms.items()}, sort_keys=True),
         }
@@ -194,6 +201,9 @@ def load_vector(path: str | Path, *, model: Any = None,
     if str(vec.d_model) != d_model:
         raise ArtifactError(f"{path}: metadata field 'd_model' is {d_model!r} but the tensors "
                             f"have width {vec.d_model}")
+    if "layers" in meta and _meta_json(meta, "layers", path) != vec.layers:
+        raise ArtifactError(f"{path}: metadata field 'layers' is {meta['layers']!r} but the "
+                            f"tensors are layers {vec.layers}")
     if model is not None:
         vec.check_model(model, where=str(path), allow_other_model=allow_other_model)
     return vec
