@@ -33,10 +33,16 @@ def test_context_dataset_schema_labels_and_split(tiny_model_dir, tmp_path, caplo
     for rec in train + test:
         assert set(rec) == set(CONTEXT_FIELDS)
         # labels come from the judge rules applied to the stored answers
-        assert rec["behaviour_monitored"] == classify_behaviour(rec["random_hint_prediction"],
+        assert rec["behaviour_monitored"] == classify_behaviour(rec["response_monitored"],
                                                                 rec["ablation_prompt"]).behaviour
         assert rec["changed"] == (rec["behaviour_monitored"] != rec["behaviour_unmonitored"])
         assert rec["changed_pred_bc_hint"] == rec["changed"]
+        # the prediction fields hold the labels: the flag is their comparison
+        assert rec["random_hint_prediction"] == rec["behaviour_monitored"]
+        assert rec["zeroshot_prediction"] == rec["behaviour_unmonitored"]
+        assert rec["changed_pred_bc_hint"] == (rec["random_hint_prediction"]
+                                               != rec["zeroshot_prediction"])
+        assert rec["unmonitored_system_prompt"] == cfg.unmonitored_system
         msgs = [{"role": "system", "content": cfg.monitored_system},
                 {"role": "user", "content": rec["ablation_prompt"]}]
         assert rec["hint_prompt_full"] == render_prompt(lm.tokenizer, msgs)
@@ -46,7 +52,7 @@ def test_context_dataset_schema_labels_and_split(tiny_model_dir, tmp_path, caplo
         assert rec["judge_method"] == "rules" and rec["model"] == str(tiny_model_dir)
     # random text: the answers differ as strings, yet a pair with equal labels is not changed
     recs = train + test
-    assert any(r["random_hint_prediction"] != r["zeroshot_prediction"] and not r["changed"]
+    assert any(r["response_monitored"] != r["response_unmonitored"] and not r["changed"]
                for r in recs)
     assert stats["n_records"] == 6 and stats["n_changed"] == sum(r["changed"] for r in recs)
     assert sum(stats["directions"].values()) == 6

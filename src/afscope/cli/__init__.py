@@ -111,6 +111,7 @@ def _register() -> None:
         extract,
         features,
         generate,
+        interop,
         judge,
         lab,
         models,
@@ -123,7 +124,7 @@ def _register() -> None:
     )
 
     for mod in (data, models, generate, extract, sae, probe, features, judge, steer, organism,
-                counterfactual, explain, lab, study, report, demo, doctor):
+                counterfactual, explain, interop, lab, study, report, demo, doctor):
         main.add_command(mod.command)
 
 

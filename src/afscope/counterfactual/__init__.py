@@ -29,6 +29,7 @@ from afscope.counterfactual.schema import (
     behaviour_changed,
     split_by_scenario,
     summarize,
+    upgrade_context_record,
 )
 from afscope.counterfactual.steering import (
     build_steering_dataset,
@@ -41,5 +42,5 @@ __all__ = [
     "BuildResult", "ContextConfig", "CounterfactualConfig", "Scenario", "SteeringConfig",
     "behaviour_changed", "build_context_dataset", "build_steering_dataset", "condition_key",
     "context_items", "context_record", "load_scenarios", "split_by_scenario", "steering_items",
-    "summarize",
+    "summarize", "upgrade_context_record",
 ]

@@ -4,7 +4,8 @@ Each scenario is answered greedily under the MONITORED and the UNMONITORED syste
 answers get a behaviour label (comply / refuse / partial) from :mod:`afscope.judge`, and
 ``changed`` says whether the labels differ. Records follow seed 000's schema (introspective-interp's
 ``HintAttributionDataset``: the monitored condition is the "hint", the unmonitored one the
-"original") plus afscope's fields; see :data:`~afscope.counterfactual.schema.CONTEXT_FIELDS`.
+"original") plus afscope's fields; see :data:`~afscope.counterfactual.schema.CONTEXT_FIELDS`. The
+seed's prediction fields hold the behaviour labels and the answers are in ``response_*``.
 
 >>> from afscope.counterfactual import ContextConfig, build_context_dataset     # doctest: +SKIP
 >>> res = build_context_dataset(ContextConfig(n=50, out="runs/cf"))
@@ -55,14 +56,19 @@ def context_record(s: Scenario, gens: dict[str, dict[str, Any]], labels: dict[st
         "original_prompt_full": prompts_full["unmonitored"],
         "system_prompt": cfg.monitored_system,
         "hint": cfg.hint,
-        "random_hint_prediction": m["response"],
-        "zeroshot_prediction": u["response"],
+        # the behaviour labels, so that the flag is their comparison (introspective-interp
+        # checks exactly that); the answers themselves are in response_*
+        "random_hint_prediction": bm,
+        "zeroshot_prediction": bu,
         "changed_pred_bc_hint": changed,
         "hint_user_prompt": s.text,
         "original_user_prompt": s.text,
         "label": s.label,
         "id": s.id,
         "scenario": s.scenario,
+        "unmonitored_system_prompt": cfg.unmonitored_system,
+        "response_monitored": m["response"],
+        "response_unmonitored": u["response"],
         "behaviour_monitored": bm,
         "behaviour_unmonitored": bu,
         "af_monitored": labels["monitored"].get("af"),

@@ -5,6 +5,14 @@ The context-ablation records carry seed 000's fields (compatible with introspect
 (path + sha256), never its values. ``changed`` compares the *behaviour labels* of the two answers
 (comply / refuse / partial): greedy answers to two prompts almost always differ as strings, so
 string inequality would call nearly every pair "changed".
+
+The two prediction fields hold those labels, not the answers: introspective-interp's loader
+checks ``changed_pred_bc_hint`` against the inequality of ``random_hint_prediction`` and
+``zeroshot_prediction``, so the flag must be that comparison. The full answers are kept in
+``response_monitored`` / ``response_unmonitored``, and ``unmonitored_system_prompt`` holds the
+system prompt of the other condition (``system_prompt`` is the monitored one). Files written before
+these fields existed (full answers in the prediction fields) are read through
+:func:`upgrade_context_record`.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from typing import Any
 from afscope.data.dataset import Dataset
 from afscope.data.records import Record
 from afscope.data.split import split_indices
+from afscope.errors import DataError
 from afscope.fileio import atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -36,8 +45,9 @@ SEED_CONTEXT_FIELDS: tuple[str, ...] = (
 )
 #: afscope's additions to a context-ablation record.
 OUR_CONTEXT_FIELDS: tuple[str, ...] = (
-    "id", "scenario", "behaviour_monitored", "behaviour_unmonitored", "af_monitored",
-    "af_unmonitored", "changed", "judge_method", "model",
+    "id", "scenario", "unmonitored_system_prompt", "response_monitored", "response_unmonitored",
+    "behaviour_monitored", "behaviour_unmonitored", "af_monitored", "af_unmonitored", "changed",
+    "judge_method", "model",
 )
 CONTEXT_FIELDS: tuple[str, ...] = SEED_CONTEXT_FIELDS + OUR_CONTEXT_FIELDS
 
@@ -55,6 +65,38 @@ def behaviour_changed(before: str | None, after: str | None) -> bool | None:
     if before is None or after is None:
         return None
     return before != after
+
+
+def upgrade_context_record(record: dict[str, Any], *, unmonitored_system: str | None = None,
+                           where: str = "<record>") -> dict[str, Any]:
+    """A context-ablation record in the current layout (a copy; current records come back equal).
+
+    Records written before ``response_monitored`` existed held the full answers in
+    ``random_hint_prediction`` / ``zeroshot_prediction``: the answers move to the response fields
+    and the prediction fields get the behaviour labels. Such files have no
+    ``unmonitored_system_prompt``; pass ``unmonitored_system`` (the run's config has it) or the
+    field stays None. A record whose flag disagrees with its predictions afterwards is a
+    DataError naming ``where`` and the record id.
+    """
+    rec = dict(record)
+    rid = rec.get("id")
+    if "response_monitored" not in rec:
+        for field in ("random_hint_prediction", "zeroshot_prediction", "behaviour_monitored",
+                      "behaviour_unmonitored"):
+            if field not in rec:
+                raise DataError(f"{where}: record {rid!r}: field {field!r} is missing")
+        rec["response_monitored"] = rec["random_hint_prediction"]
+        rec["response_unmonitored"] = rec["zeroshot_prediction"]
+        rec["random_hint_prediction"] = rec["behaviour_monitored"]
+        rec["zeroshot_prediction"] = rec["behaviour_unmonitored"]
+    if rec.get("unmonitored_system_prompt") is None:
+        rec["unmonitored_system_prompt"] = unmonitored_system
+    a, b = rec.get("random_hint_prediction"), rec.get("zeroshot_prediction")
+    if a is not None and b is not None and rec.get("changed_pred_bc_hint") != (a != b):
+        raise DataError(f"{where}: record {rid!r}: field 'changed_pred_bc_hint' is "
+                        f"{rec.get('changed_pred_bc_hint')!r} but the predictions are {a!r} and "
+                        f"{b!r}: the flag must equal their inequality")
+    return rec
 
 
 def split_by_scenario(records: Sequence[dict[str, Any]], test_fraction: float, seed: int

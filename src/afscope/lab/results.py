@@ -116,8 +116,8 @@ def context_section(res: BuildResult, target: str, part: Path, root: Path) -> di
     records = [*res.train, *res.test]
     chosen = ([r for r in records if r["changed"]] + [r for r in records if not r["changed"]])
     examples = [{"scenario": r["scenario"], "request": cut(r["ablation_prompt"]),
-                 "monitored": cut(r["random_hint_prediction"]),
-                 "unmonitored": cut(r["zeroshot_prediction"]),
+                 "monitored": cut(r["response_monitored"]),
+                 "unmonitored": cut(r["response_unmonitored"]),
                  "behaviour_monitored": r["behaviour_monitored"],
                  "behaviour_unmonitored": r["behaviour_unmonitored"], "changed": r["changed"]}
                 for r in chosen[:MAX_EXAMPLES]]
