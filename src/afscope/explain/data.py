@@ -449,7 +449,14 @@ def feature_descriptions(cfg: ExplainDataConfig) -> tuple[dict[int, list[str]], 
 
 
 def sae_layer(cfg: Any, folder: Path) -> int:
-    """The target-model layer an SAE reads (``hook_layer``, else parsed from ``hook_name``)."""
+    """The target-model layer an SAE reads: its residual ``hook_layer`` (the reader derives it
+    from ``hook_name``); SAEs of another stream (MLP, attention) are refused."""
+    from afscope.sae.io import unsupported_hook
+
+    what = unsupported_hook(cfg.hook_name)
+    if what is not None:
+        raise ArtifactError(f"{folder / 'cfg.json'}: field 'hook_name': {cfg.hook_name!r} is "
+                            f"{what}; explainer feature vectors must live in the residual stream")
     if cfg.hook_layer is not None:
         return int(cfg.hook_layer)
     m = re.search(r"(?:^|\.)(?:blocks|layers)\.(\d+)\.", cfg.hook_name or "")
@@ -687,7 +694,7 @@ def build_features(cfg: ExplainDataConfig) -> TaskData:
     sae_path = sae_folder(cfg.sae)
     sae = load_sae(sae_path)
     layer = sae_layer(sae.cfg, sae_path)
-    W = sae.W_dec.detach().float()
+    W = sae.decoder_directions().detach().float()
     d_sae = W.shape[0]
     if cfg.targets == "activations":
         described, feature_meta, inputs, targets = _activation_targets(cfg, sae, sae_path, layer)

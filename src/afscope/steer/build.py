@@ -194,7 +194,7 @@ def sae_vector(sae: Any, feature: int, *, layer: int | None = None, normalize: b
     layer = layer if layer is not None else cfg.hook_layer
     if layer is None or layer < 0:
         raise ConfigError("field 'layer': the SAE's cfg.json has no hook_layer; pass --layer")
-    v = sae.W_dec[feature].detach().float().cpu()
+    v = sae.decoder_directions()[feature].detach().float().cpu()
     norm = float(v.norm())
     if norm == 0.0:
         raise ArtifactError(f"SAE latent {feature} has an all-zero decoder row; no direction")
