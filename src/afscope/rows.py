@@ -18,13 +18,35 @@ from pathlib import Path
 from typing import Any
 
 from afscope.errors import ArtifactError
-from afscope.fileio import atomic_write_json
+from afscope.fileio import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
 
 def _meta_path(path: Path) -> Path:
     return path.with_name(path.name.removesuffix(".jsonl") + ".meta.json")
+
+
+def meta_path(path: str | Path) -> Path:
+    """The settings sidecar of a row file: ``rows.jsonl`` -> ``rows.meta.json``."""
+    return _meta_path(Path(path))
+
+
+def row_line(row: dict[str, Any]) -> str:
+    """One row as :class:`JsonlStore` writes it (sorted keys, UTF-8 kept, newline)."""
+    return json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+def write_rows(path: str | Path, rows: Sequence[dict[str, Any]], *,
+               meta: dict[str, Any] | None = None) -> Path:
+    """Write a complete row file at once (atomically), with its sidecar when ``meta`` is given:
+    the bytes :class:`JsonlStore` would have appended, in this order. The merge step of sharded
+    runs writes its joined file with it."""
+    path = Path(path)
+    if meta is not None:
+        atomic_write_json(_meta_path(path), meta)
+    atomic_write_text(path, "".join(row_line(r) for r in rows))
+    return path
 
 
 class JsonlStore:
@@ -114,10 +136,50 @@ class JsonlStore:
                 raise ArtifactError(f"{self.path}: {self.key} {k!r} is already stored")
             seen.add(k)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        text = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows)
+        text = "".join(row_line(r) for r in rows)
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         for r in rows:
             self._rows[r[self.key]] = r
+
+
+# ---- shards: one step split over processes -----------------------------------------------------
+
+def shard_path(path: str | Path, shard: tuple[int, int] | None) -> Path:
+    """The row file of shard ``(i, n)``: ``rows.jsonl`` -> ``rows.shard-i-of-n.jsonl``."""
+    path = Path(path)
+    if shard is None:
+        return path
+    stem = path.name.removesuffix(".jsonl")
+    return path.with_name(f"{stem}.shard-{shard[0]}-of-{shard[1]}.jsonl")
+
+
+def take_in_shards(store: JsonlStore, order: Sequence[Any]) -> int:
+    """Append to ``store`` the rows it lacks, among the keys ``order``, that a shard file beside
+    it (:func:`shard_path`, any ``n``) holds with the same settings (sidecar equal to
+    ``store.meta``), in ``order``; returns how many. How a step run as one process finishes the
+    work of its shards: rows made elsewhere are reused, the rest is done as usual."""
+    stem = store.path.name.removesuffix(".jsonl")
+    found: dict[Any, dict[str, Any]] = {}
+    for f in sorted(store.path.parent.glob(f"{stem}.shard-*-of-*.jsonl")):
+        side = _meta_path(f)
+        if side.exists() and json.loads(side.read_text(encoding="utf-8")) == store.meta:
+            for row in JsonlStore(f, key=store.key).rows():
+                found.setdefault(row[store.key], row)
+    rows = [found[k] for k in order if k in found and k not in store]
+    store.append(rows)
+    return len(rows)
+
+
+def put_in_order(store: JsonlStore, order: Sequence[Any]) -> JsonlStore:
+    """``store`` with the rows of ``order`` first, in that order (any others after, as they were):
+    the file one uninterrupted process writes. Rewritten (atomically) only when out of order."""
+    keys = [r[store.key] for r in store.rows()]
+    pos = {k: i for i, k in enumerate(order)}
+    wanted = sorted(keys, key=lambda k: (0, pos[k]) if k in pos else (1, 0))
+    if wanted == keys:
+        return store
+    write_rows(store.path, [store._rows[k] for k in wanted])
+    return JsonlStore(store.path, key=store.key, meta=store.meta)

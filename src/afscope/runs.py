@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import importlib.metadata
+import json
 import platform
 import shutil
 import subprocess
@@ -24,6 +25,7 @@ from afscope.errors import AfscopeError
 from afscope.fileio import atomic_write_json
 
 MANIFEST = "manifest.json"
+SHARD_MANIFEST = "manifest.shard-{i}-of-{n}.json"
 ERROR_LOG = "error.log"
 _last_error_log: Path | None = None
 _PACKAGES = ("afscope", "torch", "transformers", "safetensors", "numpy", "scikit-learn", "pydantic",
@@ -147,12 +149,21 @@ def start_run(command: str, config: dict[str, Any], path: str | Path | None = No
     run = Run(run_path, command, config, manifest_name)
     run.save()
     t0 = time.perf_counter()
+    discarded = False
     try:
         yield run
     except BaseException as e:
-        if created and isinstance(e, AfscopeError):
+        if isinstance(e, AfscopeError) and created:
             # bad input: leave nothing behind (an interrupted run is kept, for resume)
             shutil.rmtree(run_path, ignore_errors=True)
+            raise
+        if isinstance(e, AfscopeError) and manifest_name != MANIFEST and _only_manifests(run_path):
+            # the shards of a run that started together all fail on the same bad input: each
+            # takes its manifest away, and the last one out removes the directory
+            (run_path / manifest_name).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                run_path.rmdir()
+            discarded = True
             raise
         run.manifest["status"] = "failed"
         run.manifest["error"] = f"{type(e).__name__}: {e}"
@@ -163,8 +174,63 @@ def start_run(command: str, config: dict[str, Any], path: str | Path | None = No
     else:
         run.manifest["status"] = "complete"
     finally:
-        if run_path.exists():
+        if run_path.exists() and not discarded:
             run.manifest["timings_s"]["total"] = round(time.perf_counter() - t0, 4)
             run.manifest["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(
                 timespec="seconds")
             run.save()
+
+
+def _only_manifests(path: Path) -> bool:
+    """``path`` holds run manifests (and their temp files) and nothing else: no artifact yet
+    (or it is gone: another shard removed it)."""
+    try:
+        return all(f.name.lstrip(".").startswith("manifest") for f in path.iterdir())
+    except OSError:
+        return True
+
+
+def manifest_name(shard: tuple[int, int] | None) -> str:
+    """``manifest.json``, or ``manifest.shard-i-of-n.json`` for shard ``(i, n)`` of a run (so the
+    processes of one sharded run can share its directory)."""
+    return MANIFEST if shard is None else SHARD_MANIFEST.format(i=shard[0], n=shard[1])
+
+
+def shard_manifests(*paths: str | Path, count: int | None = None) -> dict[str, dict[str, Any]]:
+    """The shard manifests (``manifest.shard-i-of-n.json``, ``n == count`` if given) in
+    ``paths``, by file name, sorted.
+
+    A file that is not valid JSON (a process killed mid-write cannot leave one: manifests are
+    written atomically) is skipped rather than trusted.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    pattern = SHARD_MANIFEST.format(i="*", n="*" if count is None else count)
+    for path in paths:
+        for f in sorted(Path(path).glob(pattern)):
+            try:
+                out.setdefault(f.name, json.loads(f.read_text(encoding="utf-8")))
+            except ValueError:
+                continue
+    return dict(sorted(out.items()))
+
+
+@contextlib.contextmanager
+def start_merged_run(command: str, path: str | Path, shards: dict[str, dict[str, Any]],
+                     config: dict[str, Any] | None = None) -> Iterator[Run]:
+    """:func:`start_run` for the merge step of a sharded run: ``path/manifest.json`` takes the
+    config (``config``, else the first shard's, without its ``shard``), the models and datasets of
+    the first shard manifest, and lists every shard manifest with its status, platform, timings and
+    outputs under ``outputs.shards``."""
+    first = next(iter(shards.values()), {})
+    if config is None:
+        config = dict(first.get("config", {}))
+        if "shard" in config:
+            config["shard"] = None
+    with start_run(command, config, path) as run:
+        run.manifest["models"] = dict(first.get("models", {}))
+        run.manifest["datasets"] = dict(first.get("datasets", {}))
+        run.add_output("shards", {
+            name: {k: m.get(k) for k in ("status", "platform", "started", "finished",
+                                         "timings_s", "outputs")}
+            for name, m in shards.items()})
+        yield run

@@ -11,8 +11,8 @@ from typing import Any
 import click
 
 from afscope.cli import console
-from afscope.cli.options import config_command
-from afscope.counterfactual.config import ContextConfig, SteeringConfig
+from afscope.cli.options import config_command, launch_config, quiet_unless_main
+from afscope.counterfactual.config import ContextConfig, CounterfactualConfig, SteeringConfig
 
 
 @click.group("counterfactual")
@@ -45,21 +45,51 @@ def _print_stats(stats: dict[str, Any], out: Any, before: str, after: str) -> No
     console.print("\n".join(lines), highlight=False)
 
 
+def _build(cfg: CounterfactualConfig, build: Any, before: str, after: str) -> None:
+    """Run ``build`` as this process of a launch: its shard on its device; under torchrun rank 0
+    then builds the dataset from every shard (as one process does after a Slurm array)."""
+    from afscope.distributed import launched
+    from afscope.models import load_model
+
+    with launched(cfg.shard) as launch:
+        quiet_unless_main(launch)
+        mine = launch_config(cfg, launch)
+        # loaded here only to serve rank 0's two builds; otherwise the build loads (and times) it
+        lm = (load_model(mine.model, dtype=mine.dtype, device=mine.device)
+              if launch.collective else None)
+        res = build(mine, lm=lm)
+        if launch.collective:
+            launch.barrier()  # every rank's generations and labels are on disk
+            if not launch.is_main:
+                return
+            res = build(mine.model_copy(update={"shard": None}), lm=lm)
+    if res is None:
+        console.print(f"shard {launch.spec} done: {cfg.out} (when all shards are done, run the "
+                      "same command once as one process to build the dataset)", highlight=False)
+        return
+    _print_stats(res.stats, res.out, before, after)
+
+
 @command.command("context")
 @config_command(ContextConfig)
 def context(cfg: ContextConfig) -> None:
-    """Answer each scenario under the monitored and unmonitored system prompts; label; split."""
+    """Answer each scenario under the monitored and unmonitored system prompts; label; split.
+
+    Shards: --shard i/n, torchrun / accelerate launch ranks or Slurm array tasks each answer and
+    label their share; the same command as one process (rank 0 under torchrun) builds the data.
+    """
     from afscope.counterfactual import build_context_dataset
 
-    res = build_context_dataset(cfg)
-    _print_stats(res.stats, res.out, "monitored", "unmonitored")
+    _build(cfg, build_context_dataset, "monitored", "unmonitored")
 
 
 @command.command("steering")
 @config_command(SteeringConfig)
 def steering(cfg: SteeringConfig) -> None:
-    """Answer each scenario with and without alpha * vector at chosen layers; label; split."""
+    """Answer each scenario with and without alpha * vector at chosen layers; label; split.
+
+    Sharded like `counterfactual context`.
+    """
     from afscope.counterfactual import build_steering_dataset
 
-    res = build_steering_dataset(cfg)
-    _print_stats(res.stats, res.out, "unsteered", "steered")
+    _build(cfg, build_steering_dataset, "unsteered", "steered")

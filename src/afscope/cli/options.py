@@ -104,3 +104,28 @@ def config_command(cls: type[BaseConfig]) -> Callable[[Callable[..., Any]], Call
         return wrapper
 
     return decorate
+
+
+class DefaultGroup(click.Group):
+    """A group whose ``run`` subcommand is the default: ``afscope extract --model ...`` means
+    ``afscope extract run --model ...``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+def launch_config(cfg: Any, launch: Any) -> Any:
+    """``cfg`` for this process of a launched run: its shard (``launch.spec``) and device (the
+    rank's GPU unless ``--device`` was given; :meth:`afscope.distributed.Launch.device`)."""
+    given = cfg.device if "device" in cfg.model_fields_set else None
+    return cfg.model_copy(update={"shard": launch.spec, "device": launch.device(given)})
+
+
+def quiet_unless_main(launch: Any) -> None:
+    """Progress bars of rank 0 only: N ranks drawing bars on one terminal garble each other."""
+    from afscope import progress
+
+    if launch.collective and not launch.is_main:
+        progress.set_quiet(True)

@@ -25,12 +25,14 @@ from afscope.counterfactual.pipeline import (
     generate_all,
     label_all,
     load_target,
+    my_items,
+    shard_of,
 )
 from afscope.counterfactual.scenarios import Scenario, load_scenarios, scenarios_info
 from afscope.counterfactual.schema import GENERATIONS_FILE, behaviour_changed
 from afscope.generate import render_prompt
 from afscope.models import LoadedModel
-from afscope.runs import start_run
+from afscope.runs import manifest_name, start_run
 
 CONDITIONS = ("monitored", "unmonitored")
 
@@ -80,15 +82,17 @@ def context_record(s: Scenario, gens: dict[str, dict[str, Any]], labels: dict[st
 
 
 def build_context_dataset(cfg: ContextConfig, *, lm: LoadedModel | None = None,
-                          backend: Any = None) -> BuildResult:
+                          backend: Any = None) -> BuildResult | None:
     """Build the context-ablation dataset in ``cfg.out`` (resumable; see module docstring).
 
     Writes ``generations.jsonl``, ``labels.jsonl``, ``train.json``/``test.json`` (split by
     scenario), ``stats.json`` and ``manifest.json``. ``lm`` reuses a loaded target model;
-    ``backend`` is the LLM judge (``judge`` llm/both).
+    ``backend`` is the LLM judge (``judge`` llm/both). With ``cfg.shard`` it only generates and
+    labels that shard's items and returns None (:mod:`afscope.counterfactual.pipeline`).
     """
     out = Path(cfg.out)
-    with start_run("counterfactual context", cfg.to_dict(), out) as run:
+    with start_run("counterfactual context", cfg.to_dict(), out,
+                   manifest_name=manifest_name(shard_of(cfg))) as run:
         scenarios = load_scenarios(cfg)
         run.add_dataset("scenarios", scenarios_info(cfg, scenarios))
         lm = load_target(cfg, run, lm)
@@ -97,10 +101,13 @@ def build_context_dataset(cfg: ContextConfig, *, lm: LoadedModel | None = None,
             "task": "context", "monitored_system": cfg.monitored_system,
             "unmonitored_system": cfg.unmonitored_system})
         by_id = {s.id: s for s in scenarios}
-        for it in items:
+        mine = my_items(items, cfg)
+        for it in mine:
             check_row(gens.get(it["id"]), by_id[it["scenario_id"]], it["id"],
                       out / GENERATIONS_FILE)
-        labels = label_all(cfg, run, [gens[it["id"]] for it in items], gen_meta, backend)
+        labels = label_all(cfg, run, [gens[it["id"]] for it in mine], gen_meta, backend)
+        if shard_of(cfg) is not None:
+            return None  # this shard's rows are stored; the build as one process takes them in
 
         prompts = {it["id"]: it["prompt"] for it in items}
         records, lengths, n_unlabelled = [], [], 0

@@ -5,6 +5,11 @@ labels to ``OUT/labels.jsonl`` (same keys), both :class:`~afscope.rows.JsonlStor
 build resumes without regenerating or relabelling finished rows, and a store made with another
 model, decoding, prompt or judge setting is refused rather than mixed in. The dataset files are
 rebuilt from the two stores at the end of every run.
+
+A sharded build (``shard`` ``i/n``: torchrun ranks, Slurm array tasks) generates and labels items
+``i::n`` into ``generations.shard-i-of-n.jsonl`` / ``labels.shard-i-of-n.jsonl`` and stops there.
+The build as one process first takes in the rows of those shard files (same settings only), does
+what they lack, and keeps both stores in item order: the files of an unsharded run, byte for byte.
 """
 
 from __future__ import annotations
@@ -24,11 +29,12 @@ from afscope.counterfactual.schema import (
     summarize,
     write_dataset,
 )
+from afscope.distributed import parse_shard
 from afscope.errors import ArtifactError
 from afscope.fileio import sha256_json
 from afscope.generate import GenerationParams, Steering, generate_rows
 from afscope.models import LoadedModel, load_model
-from afscope.rows import JsonlStore
+from afscope.rows import JsonlStore, put_in_order, shard_path, take_in_shards
 from afscope.runs import Run
 
 logger = logging.getLogger(__name__)
@@ -41,6 +47,33 @@ def load_target(cfg: CounterfactualConfig, run: Run, lm: LoadedModel | None) -> 
             lm = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
     run.add_model("target", lm.info.to_dict())
     return lm
+
+
+def shard_of(cfg: CounterfactualConfig) -> tuple[int, int] | None:
+    """``(i, n)`` of a sharded build, None for the build as one process."""
+    return None if cfg.shard is None else parse_shard(cfg.shard)
+
+
+def my_items(items: Sequence[dict[str, Any]], cfg: CounterfactualConfig) -> list[dict[str, Any]]:
+    """The items this build generates and labels: all, or ``items[i::n]`` of shard ``i/n``."""
+    shard = shard_of(cfg)
+    return list(items) if shard is None else list(items)[shard[0]::shard[1]]
+
+
+def _store(cfg: CounterfactualConfig, name: str, meta: dict[str, Any]) -> JsonlStore:
+    return JsonlStore(shard_path(Path(cfg.out) / name, shard_of(cfg)), key="id", meta=meta)
+
+
+def _fill(cfg: CounterfactualConfig, store: JsonlStore, order: Sequence[str],
+          step: Callable[[JsonlStore], Any]) -> tuple[JsonlStore, Any, int]:
+    """``step(store)`` (generate or judge into it); as one process, with the shards' rows taken
+    in first and the rows put in ``order`` afterwards. Returns the store, the step's stats and
+    how many rows came from shard files."""
+    if shard_of(cfg) is not None:
+        return store, step(store), 0
+    taken = take_in_shards(store, order)
+    stats = step(store)
+    return put_in_order(store, order), stats, taken
 
 
 def generation_params(cfg: CounterfactualConfig) -> GenerationParams:
@@ -57,14 +90,17 @@ def generate_all(cfg: CounterfactualConfig, run: Run, lm: LoadedModel, items: Se
     full_meta = {"model": lm.info.name, "model_fingerprint": lm.info.fingerprint,
                  "dtype": lm.info.dtype, "params": params.to_dict(), "template": cfg.template,
                  **meta}
-    store = JsonlStore(Path(cfg.out) / GENERATIONS_FILE, key="id", meta=full_meta)
+    store = _store(cfg, GENERATIONS_FILE, full_meta)
     with run.timer("generate"):
-        stats = generate_rows(lm.model, lm.tokenizer, items, store, params, steering=steering,
-                              batch_size=cfg.batch_size, template=cfg.template,
-                              description="generating")
-    run.add_output("generations", {"done": stats.done, "skipped": stats.skipped})
+        store, stats, taken = _fill(
+            cfg, store, [it["id"] for it in items],
+            lambda s: generate_rows(lm.model, lm.tokenizer, items, s, params, steering=steering,
+                                    batch_size=cfg.batch_size, template=cfg.template,
+                                    description="generating", shard=shard_of(cfg)))
+    out = {"done": stats.done, "skipped": stats.skipped}
+    run.add_output("generations", {**out, "from_shards": taken} if taken else out)
     logger.info("generations: %d new, %d resumed", stats.done, stats.skipped)
-    wanted = {it["id"] for it in items}
+    wanted = {it["id"] for it in my_items(items, cfg)}
     return {r["id"]: r for r in store.rows() if r["id"] in wanted}, full_meta
 
 
@@ -83,10 +119,11 @@ def label_all(cfg: CounterfactualConfig, run: Run, rows: Sequence[dict[str, Any]
     if jcfg.uses_llm:
         run.add_model("judge", {"backend": jcfg.llm.backend, "model": jcfg.llm.model})
     meta = {**judge_meta(jcfg), "generations": sha256_json(gen_meta)}
-    store = JsonlStore(Path(cfg.out) / LABELS_FILE, key="id", meta=meta)
+    store = _store(cfg, LABELS_FILE, meta)
     inputs = [{"id": r["id"], "prompt": r["user_prompt"], "response": r["response"]} for r in rows]
     with run.timer("judge"):
-        stats = judge_rows(inputs, store, jcfg, backend)
+        store, stats, _ = _fill(cfg, store, [r["id"] for r in rows],
+                                lambda s: judge_rows(inputs, s, jcfg, backend))
     if stats.backend_errors:
         logger.warning("judge: %d answers not labelled (backend errors); rerun to retry",
                        stats.backend_errors)

@@ -22,13 +22,15 @@ from afscope.counterfactual.pipeline import (
     generate_all,
     label_all,
     load_target,
+    my_items,
+    shard_of,
 )
 from afscope.counterfactual.scenarios import Scenario, load_scenarios, scenarios_info
 from afscope.counterfactual.schema import GENERATIONS_FILE, behaviour_changed
 from afscope.fileio import sha256_file
 from afscope.generate import Steering, render_prompt
 from afscope.models import LoadedModel
-from afscope.runs import start_run
+from afscope.runs import manifest_name, start_run
 from afscope.steer.vectors import VECTOR_FILE, load_vector
 
 UNSTEERED = "unsteered"
@@ -57,15 +59,17 @@ def steering_items(scenarios: list[Scenario], layers: list[int], alphas: list[fl
 
 
 def build_steering_dataset(cfg: SteeringConfig, *, lm: LoadedModel | None = None,
-                           backend: Any = None) -> BuildResult:
+                           backend: Any = None) -> BuildResult | None:
     """Build the steering-prediction dataset in ``cfg.out`` (resumable; see module docstring).
 
     Writes ``generations.jsonl``, ``labels.jsonl``, ``train.json``/``test.json`` (split by
     scenario: all conditions of a scenario on one side), ``stats.json`` (with the changed rate per
-    layer and per alpha) and ``manifest.json``.
+    layer and per alpha) and ``manifest.json``. With ``cfg.shard`` it only generates and labels
+    that shard's items and returns None (:mod:`afscope.counterfactual.pipeline`).
     """
     out = Path(cfg.out)
-    with start_run("counterfactual steering", cfg.to_dict(), out) as run:
+    with start_run("counterfactual steering", cfg.to_dict(), out,
+                   manifest_name=manifest_name(shard_of(cfg))) as run:
         scenarios = load_scenarios(cfg)
         run.add_dataset("scenarios", scenarios_info(cfg, scenarios))
         lm = load_target(cfg, run, lm)
@@ -87,10 +91,13 @@ def build_steering_dataset(cfg: SteeringConfig, *, lm: LoadedModel | None = None
             "task": "steering", "vector_sha256": sha, "positions": cfg.positions,
             "system": cfg.system}, steering=steering_of)
         by_id = {s.id: s for s in scenarios}
-        for it in items:
+        mine = my_items(items, cfg)
+        for it in mine:
             check_row(gens.get(it["id"]), by_id[it["scenario_id"]], it["id"],
                       out / GENERATIONS_FILE)
-        labels = label_all(cfg, run, [gens[it["id"]] for it in items], gen_meta, backend)
+        labels = label_all(cfg, run, [gens[it["id"]] for it in mine], gen_meta, backend)
+        if shard_of(cfg) is not None:
+            return None  # this shard's rows are stored; the build as one process takes them in
 
         records, lengths, n_unlabelled = [], [], 0
         for s in scenarios:

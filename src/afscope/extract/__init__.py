@@ -2,7 +2,8 @@
 
 from afscope.extract.config import ExtractConfig
 from afscope.extract.pooling import pool
-from afscope.extract.runner import extract, plan_batches
+from afscope.extract.runner import extract, merge_shards, plan_batches
 from afscope.extract.store import ActivationCache, merge_caches
 
-__all__ = ["ActivationCache", "ExtractConfig", "extract", "merge_caches", "plan_batches", "pool"]
+__all__ = ["ActivationCache", "ExtractConfig", "extract", "merge_caches", "merge_shards",
+           "plan_batches", "pool"]

@@ -34,7 +34,9 @@ class ExtractConfig(BaseConfig):
         "(benchmarks/bench_extract.py), raise it on a GPU."))
     chunk_size: int = Field(256, gt=0,
                             description="Records per shard file; the unit of resume and --shard.")
-    shard: str | None = Field(None, description="Process only shard i/n of the chunks, e.g. 0/4.")
+    shard: str | None = Field(None, description=(
+        "Process only shard i/n of the chunks, e.g. 0/4 (under torchrun / accelerate launch or "
+        "in a Slurm array it comes from the environment)."))
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32",
                                                             description="Model dtype.")
     device: str = Field("cpu", description="torch device, e.g. cpu or cuda:0.")

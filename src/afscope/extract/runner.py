@@ -36,7 +36,7 @@ from afscope.models import (
 )
 from afscope.models.masks import token_mask
 from afscope.progress import progress_bar
-from afscope.runs import Run, start_run
+from afscope.runs import Run, manifest_name, shard_manifests, start_merged_run, start_run
 
 log = logging.getLogger(__name__)
 
@@ -128,21 +128,27 @@ def _check_encoders(encoders: list[LatentEncoder], layers: list[int], lm: Loaded
                                 f"{lm.info.d_model} of model {lm.info.name}")
 
 
-def _check_existing(out: Path, fields: dict[str, Any], fingerprint: str, overwrite: bool) -> None:
-    if not (out / store.INDEX).exists():
-        return
-    old = store.read_index(out)
-    if old["fingerprint"] == fingerprint:
-        return
+def _check_existing(out: Path, fields: dict[str, Any], fingerprint: str, overwrite: bool,
+                    shard: tuple[int, int]) -> None:
+    """Refuse a cache of another config in ``out``; with ``overwrite``, delete its chunks.
+
+    Only the chunks of this shard (``k % n == i``) whose fingerprint is not ours are deleted, so
+    the processes of a sharded run, which share ``out``, never delete each other's new chunks.
+    """
+    old = store.read_index(out) if (out / store.INDEX).exists() else None
+    if old is not None and old["fingerprint"] != fingerprint and not overwrite:
+        changed = sorted(k for k in fields
+                         if old.get("fingerprint_fields", {}).get(k) != fields[k])
+        raise ArtifactError(f"{out}: holds a cache made from a different config (differs in: "
+                            f"{', '.join(changed) or 'unknown fields'}); use another --out or "
+                            "--overwrite")
     if overwrite:
+        i, n = shard
         for sub in (store.CHUNK_DIR, store.TOKEN_DIR):
             for f in (out / sub).glob("chunk-*.safetensors"):
-                f.unlink()
-        return
-    changed = sorted(k for k in fields if old.get("fingerprint_fields", {}).get(k) != fields[k])
-    raise ArtifactError(f"{out}: holds a cache made from a different config (differs in: "
-                        f"{', '.join(changed) or 'unknown fields'}); use another --out or "
-                        "--overwrite")
+                k = store.chunk_number(f)
+                if k is not None and k % n == i and store.chunk_fingerprint(f) != fingerprint:
+                    f.unlink(missing_ok=True)
 
 
 @dataclass
@@ -271,7 +277,7 @@ def extract(cfg: ExtractConfig, *, lm: LoadedModel | None = None,
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out)
     shard_i, shard_n = cfg.shard_index
-    manifest = "manifest.json" if cfg.shard is None else f"manifest.shard-{shard_i}-of-{shard_n}.json"
+    manifest = manifest_name(None if cfg.shard is None else (shard_i, shard_n))
     with start_run("extract", cfg.to_dict(), out, manifest_name=manifest) as run:
         lm, dataset = load_inputs(run, cfg, lm=lm, dataset=dataset)
         layers = resolve_layers(cfg.layers, lm.info.n_layers)
@@ -283,7 +289,7 @@ def extract(cfg: ExtractConfig, *, lm: LoadedModel | None = None,
         fields["latents"] = {str(e.layer): e.identity() for e in encoders}
         fields["token_topk"] = cfg.token_topk if encoders else 0
         fingerprint = sha256_json(fields)
-        _check_existing(out, fields, fingerprint, cfg.overwrite)
+        _check_existing(out, fields, fingerprint, cfg.overwrite, (shard_i, shard_n))
         n = len(dataset)
         n_chunks = (n + cfg.chunk_size - 1) // cfg.chunk_size
         store.write_index(out, {
@@ -327,6 +333,33 @@ def extract(cfg: ExtractConfig, *, lm: LoadedModel | None = None,
         complete = not cache.missing_chunks()
         run.add_output("complete", complete)
     return cache if complete else None
+
+
+def merge_shards(sources: Sequence[str | Path], out: str | Path, *,
+                 config: dict[str, Any] | None = None,
+                 count: int | None = None) -> store.ActivationCache:
+    """The merge step of a sharded extract: one complete cache in ``out``, with its manifest.
+
+    ``sources`` are the cache directories the shards wrote (``--shard i/n``, torchrun ranks or
+    Slurm array tasks); a source that is ``out`` itself (shards that shared one directory) is
+    merged in place, without copying. The chunks are joined by :func:`store.merge_caches`, which
+    fails unless every chunk is present, and ``out/manifest.json`` records the shard manifests
+    (of ``count`` shards when given; ``config`` defaults to the first shard's, without its
+    shard). Chunk, token, index and records files are exactly those a single process writes.
+    """
+    out = Path(out)
+    cache = store.ActivationCache(store.merge_caches(list(sources), out))
+    shards = shard_manifests(*sources, out, count=count)
+    if not shards and config is None:  # caches of unsharded runs: their manifests stay as they are
+        return cache
+    with start_merged_run("extract", out, shards, config) as run:
+        total = {k: sum(int((m.get("outputs") or {}).get(k) or 0) for m in shards.values())
+                 for k in ("chunks_written", "tokens")}
+        for k, v in total.items():
+            run.add_output(k, v)
+        run.add_output("layers", cache.layers)
+        run.add_output("complete", True)
+    return cache
 
 
 def collect_tokens(lm: LoadedModel, dataset: Dataset, layer: int | float, *, mask: str = "all",

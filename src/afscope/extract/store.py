@@ -24,6 +24,7 @@ of the same number, so a present chunk implies its tokens.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -97,6 +98,12 @@ def read_index(path: str | Path) -> dict[str, Any]:
 
 def write_records(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     atomic_write_text(path / RECORDS, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+
+def chunk_number(file: Path) -> int | None:
+    """``k`` of ``chunk-0000k.safetensors`` (None for any other name)."""
+    m = re.fullmatch(r"chunk-(\d+)\.safetensors", file.name)
+    return int(m.group(1)) if m else None
 
 
 def chunk_fingerprint(file: Path) -> str | None:
@@ -266,7 +273,11 @@ class ActivationCache:
 
 
 def merge_caches(sources: list[str | Path], out: str | Path) -> Path:
-    """Join caches written by ``--shard i/n`` runs into ``out`` (all must share one fingerprint)."""
+    """Join caches written by ``--shard i/n`` runs into ``out`` (all must share one fingerprint).
+
+    ``out`` may be one of the sources (shards that wrote into one directory): its chunks stay
+    where they are. Fails (:class:`ArtifactError`) unless the result has every chunk.
+    """
     if not sources:
         raise ArtifactError("merge needs at least one source cache")
     out = Path(out)
@@ -276,12 +287,17 @@ def merge_caches(sources: list[str | Path], out: str | Path) -> Path:
         raise ArtifactError("cannot merge caches made from different configs: "
                             + ", ".join(f"{s} ({i['fingerprint'][:12]})"
                                         for s, i in zip(sources, indexes)))
+    if (out / INDEX).exists() and read_index(out)["fingerprint"] not in prints:
+        raise ArtifactError(f"{out}: holds a cache made from another config than the sources; "
+                            "merge into a new directory")
     (out / CHUNK_DIR).mkdir(parents=True, exist_ok=True)
     write_index(out, indexes[0])
-    shutil.copyfile(Path(sources[0]) / RECORDS, out / RECORDS)
+    if not _same_dir(sources[0], out):
+        with atomic_path(out / RECORDS) as tmp:
+            shutil.copyfile(Path(sources[0]) / RECORDS, tmp)
     fingerprint = indexes[0]["fingerprint"]
     (out / TOKEN_DIR).mkdir(exist_ok=True)
-    for src in sources:
+    for src in (s for s in sources if not _same_dir(s, out)):
         for sub in (TOKEN_DIR, CHUNK_DIR):  # tokens first, as extract writes them
             for f in sorted((Path(src) / sub).glob("chunk-*.safetensors")):
                 dst = out / sub / f.name
@@ -290,3 +306,7 @@ def merge_caches(sources: list[str | Path], out: str | Path) -> Path:
                         shutil.copyfile(f, tmp)
     ActivationCache(out).check_complete()
     return out
+
+
+def _same_dir(a: str | Path, b: str | Path) -> bool:
+    return Path(a).resolve() == Path(b).resolve()

@@ -28,7 +28,9 @@ class GenerateConfig(BaseConfig):
     n_generations: int = Field(1, ge=1, description="Answers per prompt (ids <id>#<k>).")
     batch_size: int = Field(16, ge=1, description="Rows per generate call.")
     shard: str | None = Field(None, description="i/n: this process does rows i, i+n, ... "
-                              "(0-based) into generations.shard-i-of-n.jsonl.")
+                              "(0-based) into generations.shard-i-of-n.jsonl (under torchrun / "
+                              "accelerate launch or in a Slurm array it comes from the "
+                              "environment).")
     steer: Path | None = Field(None, description="Steering vector file (afscope steer vector).")
     alpha: float = Field(1.0, description="Steering strength: alpha * v is added.")
     positions: Literal["prompt", "generated", "both", "last"] = Field(
