@@ -123,7 +123,7 @@ def elicit(cfg: ElicitConfig, *, lm: LoadedModel | None = None,
             "kind": kind})
         with run.timer("generate"):
             gen = generate_rows(lm.model, lm.tokenizer, items, store, params,
-                                batch_size=cfg.gen_batch_size)
+                                batch_size=cfg.gen_batch_size, description=f"eliciting {kind}")
         wanted = {it["id"] for it in items}
         generated = [r for r in store.rows() if r["id"] in wanted]
         jcfg = _judge_config(cfg)
