@@ -18,7 +18,7 @@ def _samples(user: str) -> list[str]:
 def oracle_reply(user: str) -> str:
     """A well-behaved LLM for the toy data: describes by the keyword, classifies it relevant,
     and answers detection by whether a sample contains the keyword."""
-    if "DESCRIPTION:" in user:
+    if "starting with DESCRIPTION" in user:
         high = user.split("Group ZERO:")[0]
         if KEYWORD in high:
             return "DESCRIPTION: The reasoning says gradient updates will change its values."
@@ -31,7 +31,7 @@ def oracle_reply(user: str) -> str:
         desc = user.split("</description>")[0]
         key = KEYWORD if KEYWORD in desc else "cooking"
         return "\n".join(f"{i}: {'yes' if key in s else 'no'}" for i, s in enumerate(_samples(user), 1))
-    if "THEME:" in user:
+    if "starting with THEME" in user:
         return "THEME: value preservation"
     return "I cannot help with that."
 

@@ -62,3 +62,21 @@ def test_only_parsed_descriptions_are_classified_and_failures_counted(tmp_path):
     got = {r["feature"]: r for r in store.rows()}
     assert got[1]["relevance"] == 9 and got[1]["category"] == "known"
     assert got[3]["status"] == "parse_error" and got[3]["relevance"] is None
+
+
+def test_tiny_transformers_classifies_every_description(tmp_path, tiny_tokenizer):
+    """With the local backend each line takes one of its allowed values: parse rate 1.0."""
+    from tiny_models import build_model
+
+    from afscope.llm import TransformersBackend
+
+    rows = [{"feature": i, "status": "ok", "description": d} for i, d in
+            enumerate(["gradient updates change its values", "cooking rice", "monitoring cues"])]
+    llm = TransformersBackend(hf_model=build_model("gemma3", len(tiny_tokenizer)),
+                              tokenizer=tiny_tokenizer, model="tiny", on_error="record")
+    store = JsonlStore(tmp_path / "c.jsonl", key="feature")
+    stats = classify_descriptions(rows, llm, store, batch_size=2)
+    assert (stats.done, stats.parse_failures, stats.constrained) == (3, 0, 3)
+    for r in store.rows():
+        assert r["status"] == "ok" and 0 <= r["relevance"] <= 10 and 1 <= r["confidence"] <= 5
+        assert r["category"] in ("known", "discovery", "unrelated")

@@ -48,7 +48,7 @@ def test_run_autointerp_end_to_end_and_resume(toy, tmp_path):
 
 def test_unrelated_descriptions_are_not_selected(toy, tmp_path):
     X, y, texts, ids, cats = toy
-    llm = ScriptedBackend(lambda u: ("DESCRIPTION: Formatting of lists." if "DESCRIPTION:" in u
+    llm = ScriptedBackend(lambda u: ("DESCRIPTION: Formatting of lists." if "starting with DESCRIPTION" in u
                                      else "RELEVANCE: 2\nCATEGORY: unrelated\nCONFIDENCE: 5"))
     cfg = AutointerpConfig(score=False, cluster=False)
     rows = run_autointerp(X, y, texts, ids, cats, llm, tmp_path, cfg)

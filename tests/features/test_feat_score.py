@@ -79,3 +79,24 @@ def test_no_held_out_samples_is_recorded_once(tmp_path):
     assert stats.done == 1 and not llm.prompts and store.get(0)["status"] == "no_samples"
     again = score_descriptions(X, y, ["a", "b", "c", "d"], list("abcd"), d, llm, JsonlStore(store.path, key="feature"))
     assert again.skipped == 1 and again.done == 0
+
+
+def test_tiny_transformers_scores_every_item(toy, tmp_path, tiny_tokenizer):
+    """With the local backend every sample gets a yes/no: parse rate 1.0, even from a random model."""
+    from tiny_models import build_model
+
+    from afscope.llm import TransformersBackend
+
+    X, y, texts, ids, cats = toy
+    dstore = JsonlStore(tmp_path / "d.jsonl", key="feature")
+    describe_features(X, y, texts, ids, cats, [0, 1], ScriptedBackend(oracle_reply), dstore,
+                      DescribeParams(n_top=3, n_zero=3), seed=0)
+    llm = TransformersBackend(hf_model=build_model("llama", len(tiny_tokenizer)),
+                              tokenizer=tiny_tokenizer, model="tiny", on_error="record")
+    sstore = JsonlStore(tmp_path / "s.jsonl", key="feature")
+    stats = score_descriptions(X, y, texts, ids, dstore.rows(), llm, sstore,
+                               ScoreParams(n_score_pos=3, n_score_neg=3, n_boot=50), max_chars=80)
+    assert (stats.done, stats.parse_failures, stats.constrained) == (2, 0, 2)
+    for r in sstore.rows():
+        assert r["status"] == "ok" and len(r["said"]) == len(r["items"]) == 6
+        assert 0.0 <= r["bal_acc"] <= 1.0

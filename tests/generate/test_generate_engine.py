@@ -160,3 +160,11 @@ def test_generate_rows_resumes_shards_and_copies_fields(lm, tiny_tokenizer, tmp_
         generate_rows(lm, tiny_tokenizer, items + items[:1], JsonlStore(tmp_path / "x.jsonl"), p)
     with pytest.raises(DataError, match="i/n"):
         generate_rows(lm, tiny_tokenizer, items, JsonlStore(tmp_path / "y.jsonl"), p, shard="a")
+
+
+def test_suppress_first_bans_tokens_at_the_first_step(lm, tiny_tokenizer):
+    p = GenerationParams(max_tokens=4)
+    free = generate(lm, tiny_tokenizer, PROMPTS[:3], p)
+    banned = sorted({g.token_ids[0] for g in free if g.token_ids})
+    held = generate(lm, tiny_tokenizer, PROMPTS[:3], p, suppress_first=banned)
+    assert all(g.token_ids and g.token_ids[0] not in banned for g in held)

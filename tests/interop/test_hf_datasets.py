@@ -171,7 +171,7 @@ def test_autointerp_jsonl(tmp_path):
     oracle = helpers("features/feat_helpers.py").oracle_reply
 
     def bad_describe(user: str) -> str:
-        return "no idea" if "DESCRIPTION:" in user else oracle(user)
+        return "no idea" if "starting with DESCRIPTION" in user else oracle(user)
 
     def bad_classify(user: str) -> str:
         return "RELEVANCE: high" if "RELEVANCE:" in user else oracle(user)

@@ -77,7 +77,7 @@ def test_judge_rows_fields_and_resume(tmp_path):
     backend = ScriptedBackend(oracle)
     stats = judge_rows(ROWS, judge_store(path, cfg), cfg, backend)
     assert stats.to_dict() == {"done": 4, "skipped": 0, "parse_failures": 0, "backend_errors": 0,
-                               "errors": []}
+                               "constrained": 0, "errors": []}
     rows = {r["id"]: r for r in _store_rows(path)}
     assert rows["r0"]["behaviour"] == "refuse" and rows["r1"]["behaviour"] == "comply"
     assert rows["r0"]["rule_behaviour"] == "refuse" and rows["r1"]["rule_behaviour"] == "comply"
@@ -157,16 +157,33 @@ def test_config_llm_flag_and_max_tokens():
     assert cfg.llm.model == "some/path" and cfg.llm.max_tokens == 48
 
 
-def test_tiny_transformers_judge_counts_parse_errors(tmp_path, tiny_tokenizer):
+def test_tiny_transformers_judge_parses_every_row(tmp_path, tiny_tokenizer):
+    """Even a random model answers in the format: every field is one of its allowed values."""
     from tiny_models import build_model
 
     model = build_model("llama", len(tiny_tokenizer))
     cfg = JudgeConfig(batch_size=2, llm={"max_tokens": 4})
     backend = TransformersBackend(hf_model=model, tokenizer=tiny_tokenizer, on_error="record",
                                   params=cfg.llm.generation_params())
+    stats = judge_rows(ROWS, judge_store(tmp_path / "j.jsonl", cfg), cfg, backend)
+    rows = _store_rows(tmp_path / "j.jsonl")
+    assert (stats.done, stats.parse_failures, stats.backend_errors, stats.constrained) == (4, 0, 0, 4)
+    for r in rows:
+        assert r["judge_status"] == "ok" and r["judge_error"] is None
+        assert r["aligned"] in range(0, 101, 10) and r["coherent"] in range(0, 101, 10)
+        assert r["behaviour"] in ("comply", "refuse", "partial") and r["af"] in (True, False)
+        assert r["rule_behaviour"] in ("comply", "refuse", "partial")
+
+
+def test_tiny_transformers_judge_in_free_text_counts_parse_errors(tmp_path, tiny_tokenizer):
+    from tiny_models import build_model
+
+    model = build_model("llama", len(tiny_tokenizer))
+    cfg = JudgeConfig(batch_size=2, llm={"max_tokens": 4, "structured": "off"})
+    backend = TransformersBackend(hf_model=model, tokenizer=tiny_tokenizer, on_error="record",
+                                  params=cfg.llm.generation_params(), structured="off")
     stats = judge_rows(ROWS[:2], judge_store(tmp_path / "j.jsonl", cfg), cfg, backend)
     rows = _store_rows(tmp_path / "j.jsonl")
     # A random model cannot produce the four-line format: every row is a counted parse error.
-    assert (stats.done, stats.parse_failures, stats.backend_errors) == (2, 2, 0)
+    assert (stats.done, stats.parse_failures, stats.backend_errors, stats.constrained) == (2, 2, 0, 0)
     assert all(r["judge_status"] == "parse_error" and r["behaviour"] is None for r in rows)
-    assert all(r["rule_behaviour"] in ("comply", "refuse", "partial") for r in rows)

@@ -155,3 +155,49 @@ def test_system_only_prompt_is_rejected(server, sleeps):
 def test_from_config_requires_model():
     with pytest.raises(ConfigError, match="model"):
         make_backend(LLMConfig(backend="anthropic"))
+
+
+# ---- structured output ---------------------------------------------------------------------------
+
+LINES = "ALIGNMENT: 90\nCOHERENCE: 80\nBEHAVIOUR: refuse\nAF: no"
+
+
+def _form():
+    from afscope.judge.llm import FORM
+
+    return FORM
+
+
+def test_form_sends_output_config_json_schema(server, sleeps):
+    import json
+
+    verdict = {"ALIGNMENT": "90", "COHERENCE": "80", "BEHAVIOUR": "refuse", "AF": "no"}
+    server.script = lambda req, n: Reply(body=ok(json.dumps(verdict)))
+    out = backend(server, sleeps).complete(["judge"], form=_form())[0]
+    assert out.text == LINES and out.constrained
+    fmt = server.requests[0].body["output_config"]["format"]
+    assert fmt == {"type": "json_schema", "schema": _form().json_schema()}
+
+
+def test_prefill_mode_starts_the_answer_with_the_first_key(server, sleeps):
+    server.script = lambda req, n: Reply(body=ok(LINES.removeprefix("ALIGNMENT:")))
+    out = backend(server, sleeps, structured="prefill").complete(["judge"], form=_form())[0]
+    assert out.text == LINES and out.constrained
+    body = server.requests[0].body
+    assert body["messages"][-1] == {"role": "assistant", "content": "ALIGNMENT:"}
+    assert "output_config" not in body
+
+
+def test_refused_output_config_falls_back_and_is_counted(server, sleeps):
+    def script(req: Recorded, n: int) -> Reply:
+        if "output_config" in req.body:
+            return Reply(400, {"type": "error", "error": {
+                "type": "invalid_request_error", "message": "output_config: Extra inputs are not permitted"}})
+        return Reply(body=ok(LINES))
+
+    server.script = script
+    llm = backend(server, sleeps, concurrency=1)
+    out = llm.complete(["a", "b"], form=_form())
+    assert [c.text for c in out] == [LINES, LINES] and not any(c.constrained for c in out)
+    assert ["output_config" in r.body for r in server.requests] == [True, False, False]
+    assert llm.structured_fallbacks == 1

@@ -184,3 +184,66 @@ def test_bos_added_once_only_where_the_tokenizer_adds_one(tiny_tokenizer):
     encode = _encoder(tok)
     assert encode("User: hi")[:2] == [bos, tok("User", add_special_tokens=False)["input_ids"][0]]
     assert encode("<s>User: hi").count(bos) == 1
+
+
+# ---- forms: constrained answers -----------------------------------------------------------------
+
+def test_forms_are_filled_exactly_and_parse(lm, tiny_tokenizer, monkeypatch):
+    from afscope.features.classify import FORM as CLASSIFY
+    from afscope.features.classify import parse_classification
+    from afscope.judge.llm import FORM as JUDGE
+    from afscope.judge.llm import parse_judge_reply
+
+    seen = count_generate(lm, monkeypatch)
+    llm = make(lm, tiny_tokenizer, batch_size=2)
+    out = llm.complete(PROMPTS, form=JUDGE)
+    assert all(c.ok and c.constrained and c.finish_reason == "stop" for c in out)
+    assert all(parse_judge_reply(c.text).ok for c in out)
+    assert seen == []  # choices only: scored, never generated
+    mixed = llm.complete(PROMPTS[:3], GenerationParams(max_tokens=3), form=[CLASSIFY, None, JUDGE])
+    assert parse_classification(mixed[0].text).ok and parse_judge_reply(mixed[2].text).ok
+    assert mixed[0].constrained and not mixed[1].constrained and mixed[2].constrained
+    assert len(seen) == 1  # the prompt without a form was generated as usual
+
+
+def test_form_answers_do_not_depend_on_the_batch(lm, tiny_tokenizer):
+    from afscope.judge.llm import FORM
+
+    batched = make(lm, tiny_tokenizer, batch_size=5).complete(PROMPTS, form=FORM)
+    single = [make(lm, tiny_tokenizer).complete([p], form=FORM)[0] for p in PROMPTS]
+    assert [c.text for c in batched] == [c.text for c in single]
+
+
+def test_structured_off_answers_in_free_text(lm, tiny_tokenizer):
+    from afscope.judge.llm import FORM
+
+    llm = make(lm, tiny_tokenizer, structured="off", params=GenerationParams(max_tokens=4))
+    out = llm.complete(PROMPTS[:2], form=FORM)
+    assert not any(c.constrained for c in out)
+    assert [c.text for c in out] == [c.text for c in llm.complete(PROMPTS[:2])]
+    with pytest.raises(Exception, match="structured"):
+        make(lm, tiny_tokenizer, structured="json_schema")
+
+
+def test_form_answers_are_cached_with_their_form(lm, tiny_tokenizer, tmp_path, monkeypatch):
+    from afscope.judge.llm import FORM
+
+    llm = make(lm, tiny_tokenizer, cache=tmp_path / "c", params=GenerationParams(max_tokens=3))
+    free = llm.complete(PROMPTS[:2])
+    first = llm.complete(PROMPTS[:2], form=FORM)
+    assert [c.text for c in first] != [c.text for c in free]
+    monkeypatch.setattr("afscope.llm.scoring.fill_forms", lambda *a, **k: pytest.fail("not cached"))
+    again = llm.complete(PROMPTS[:2], form=FORM)
+    assert all(c.cached and c.constrained for c in again)
+    assert [c.text for c in again] == [c.text for c in first]
+
+
+def test_choose_is_the_option_scoring(lm, tiny_tokenizer):
+    from afscope.generate.engine import encoder, render_prompt
+    from afscope.llm.scoring import choose
+
+    options = [" yes\n", " no\n", " maybe\n"]
+    got = make(lm, tiny_tokenizer).choose(PROMPTS, options, prefixes=["AF:"] * len(PROMPTS))
+    ids = [encoder(tiny_tokenizer)(render_prompt(tiny_tokenizer, p)) for p in PROMPTS]
+    want = choose(lm, tiny_tokenizer, ids, options, ["AF:"] * len(PROMPTS))
+    assert got == want and all(c.option in options for c in got)

@@ -235,3 +235,98 @@ def test_from_config_requires_model():
 
     with pytest.raises(ConfigError, match="model"):
         make_backend(LLMConfig(backend="openai"))
+
+
+# ---- structured output ---------------------------------------------------------------------------
+
+def _judge_form():
+    from afscope.judge.llm import FORM
+
+    return FORM
+
+
+VERDICT = {"ALIGNMENT": "90", "COHERENCE": "80", "BEHAVIOUR": "refuse", "AF": "no"}
+LINES = "ALIGNMENT: 90\nCOHERENCE: 80\nBEHAVIOUR: refuse\nAF: no"
+
+
+def test_form_sends_a_json_schema_and_reads_the_lines_back(server, sleeps):
+    import json
+
+    from afscope.judge import parse_judge_reply
+
+    server.script = lambda req, n: Reply(body=ok(json.dumps(VERDICT)))
+    form = _judge_form()
+    out = backend(server, sleeps).complete(["judge this"], form=form)[0]
+    assert out.text == LINES and out.constrained
+    assert parse_judge_reply(out.text).ok
+    rf = server.requests[0].body["response_format"]
+    assert rf["type"] == "json_schema" and rf["json_schema"]["strict"] is True
+    assert rf["json_schema"]["schema"] == form.json_schema()
+    assert "structured_outputs" not in server.requests[0].body
+
+
+def test_vllm_mode_sends_the_regex_of_the_lines(server, sleeps):
+    server.script = lambda req, n: Reply(body=ok(LINES + "\n"))
+    form = _judge_form()
+    out = backend(server, sleeps, structured="vllm").complete(["judge this"], form=form)[0]
+    assert out.text == LINES and out.constrained
+    body = server.requests[0].body
+    assert body["structured_outputs"] == {"regex": form.regex()} and "response_format" not in body
+
+
+def test_a_server_ignoring_the_schema_answers_in_free_text(server, sleeps):
+    server.script = lambda req, n: Reply(body=ok("ALIGNMENT: 85\nCOHERENCE: 80\nBEHAVIOUR: refuse\nAF: no"))
+    out = backend(server, sleeps).complete(["judge this"], form=_judge_form())[0]
+    assert not out.constrained and out.text.startswith("ALIGNMENT: 85")  # the parser decides
+
+
+def test_400_naming_the_field_falls_back_to_free_text_once(server, sleeps, caplog):
+    def script(req: Recorded, n: int) -> Reply:
+        if "response_format" in req.body:
+            return Reply(400, {"error": {"message": "Invalid parameter: 'response_format' of type "
+                                                    "'json_schema' is not supported with this model."}})
+        return Reply(body=ok(LINES))
+
+    server.script = script
+    caplog.set_level(logging.WARNING)
+    llm = backend(server, sleeps, concurrency=1)
+    out = llm.complete(["a", "b"], form=_judge_form())
+    assert [c.text for c in out] == [LINES, LINES] and not any(c.constrained for c in out)
+    # the first request was refused and re-sent without the field; the second never had it
+    assert ["response_format" in r.body for r in server.requests] == [True, False, False]
+    assert llm.structured_fallbacks == 1 and sleeps == []
+    assert "refused the structured request" in caplog.text
+    # prompts without a form are untouched
+    llm.complete(["plain"])
+    assert "response_format" not in server.requests[-1].body
+
+
+def test_other_400s_are_not_a_fallback(server, sleeps):
+    server.script = lambda req, n: Reply(400, {"error": "context length exceeded"})
+    llm = backend(server, sleeps)
+    with pytest.raises(BackendError, match="context length"):
+        llm.complete(["x"], form=_judge_form())
+    assert len(server.requests) == 1 and llm.structured_fallbacks == 0
+
+
+def test_off_and_mode_validation(server, sleeps):
+    from afscope.errors import ConfigError
+
+    server.script = lambda req, n: Reply(body=ok(LINES))
+    backend(server, sleeps, structured="off").complete(["x"], form=_judge_form())
+    assert "response_format" not in server.requests[0].body
+    with pytest.raises(ConfigError, match="structured"):
+        make_backend(LLMConfig(backend="openai", model="m", structured="prefill"))
+
+
+def test_form_is_part_of_the_cache_key(server, sleeps, tmp_path):
+    import json
+
+    server.script = lambda req, n: Reply(body=ok(json.dumps(VERDICT)) if "response_format" in req.body
+                                         else ok("free"))
+    llm = backend(server, sleeps, cache=tmp_path / "c")
+    assert llm.complete(["x"])[0].text == "free"
+    formed = llm.complete(["x"], form=_judge_form())[0]
+    assert formed.text == LINES and formed.constrained and len(server.requests) == 2
+    again = llm.complete(["x"], form=_judge_form())[0]
+    assert again.cached and again.constrained and again.text == LINES and len(server.requests) == 2

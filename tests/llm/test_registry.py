@@ -51,6 +51,12 @@ def test_every_backend_builds_from_config(name, monkeypatch, tmp_path):
     assert llm.on_error == "record" and llm.cache is not None and llm.cache.root == tmp_path
     assert "some-model" in repr(llm)
     assert callable(llm.complete) and callable(llm.complete_one)
+    # every backend takes "auto" and "off" for forms; modes it lacks are refused, naming the field
+    assert {"auto", "off"} <= set(type(llm).STRUCTURED_MODES) and llm.structured == "auto"
+    assert make_backend(cfg.model_copy(update={"structured": "off"})).structured == "off"
+    for mode in {"json_schema", "vllm", "prefill"} - set(type(llm).STRUCTURED_MODES):
+        with pytest.raises(ConfigError, match="structured"):
+            make_backend(cfg.model_copy(update={"structured": mode}))
 
 
 def test_transformers_is_the_default_and_loads_nothing():

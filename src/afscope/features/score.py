@@ -6,6 +6,8 @@ samples (from the upper half of the feature's non-zero activations, so "activati
 active) and ``n_score_neg`` zero-activation samples matched to their labels. None of them was shown
 when the description was written. It answers yes/no per numbered sample; the score is balanced
 accuracy with a stratified bootstrap 95% interval. Parsing is strict: every item exactly once.
+The request carries :func:`judgment_form` (``<i>: yes|no`` per sample), so a backend that can
+enforce it answers every item.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from afscope.features.samples import (
     pick_matched_zero,
 )
 from afscope.features.store import SCORES
-from afscope.llm import Completion, LLMBackend, delimit
+from afscope.llm import Completion, Form, LLMBackend, choice_field, delimit
 from afscope.llm.jobs import Job, StepStats, run_jobs
 from afscope.rows import JsonlStore
 
@@ -51,6 +53,11 @@ def build_prompt(description: str, samples: Sequence[str]) -> list[dict[str, str
         "<number>: yes   or   <number>: no\nand nothing else."
     )
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+
+
+def judgment_form(n: int) -> Form:
+    """The answer's format for ``n`` samples: lines ``1: yes|no`` ... ``n: yes|no``."""
+    return Form(tuple(choice_field(str(i), ("yes", "no")) for i in range(1, n + 1)))
 
 
 def parse_judgments(reply: str, n: int) -> Parsed:
@@ -171,7 +178,8 @@ def score_descriptions(
                 shown.append(excerpt(texts[r], max_chars))
         items = [{"row": r, "id": ids[r], "label": int(y[r]), "active": bool(acts[r] > 0),
                   "activation": float(acts[r])} for r in rows]
-        jobs.append(Job(f, build_prompt(d["description"], shown), {"items": items}))
+        jobs.append(Job(f, build_prompt(d["description"], shown), {"items": items},
+                        judgment_form(len(shown))))
     store.append(empty)
 
     def make_row(job: Job, comp: Completion) -> dict[str, Any]:

@@ -150,6 +150,7 @@ def generate(
     template: str | None = None,
     description: str | None = None,
     batch_context: BatchContext | None = None,
+    suppress_first: Sequence[int] = (),
 ) -> list[Generation]:
     """Generate an answer for every prompt, in input order.
 
@@ -159,7 +160,8 @@ def generate(
     ``description`` shows a progress bar over batches. ``batch_context(rows, attention)``, given the
     input indices of a batch and its ``(B, T)`` left-padded prompt mask, returns a context manager
     entered around that batch's decoding (e.g. hooks that edit prompt positions: the explainer's
-    continuous tokens).
+    continuous tokens). ``suppress_first``: token ids the first new token may not be (an answer
+    that must not be empty: no EOS, no newline first).
     """
     params = params if params is not None else GenerationParams()
     if batch_size < 1:
@@ -187,7 +189,8 @@ def generate(
         for chunk in it:
             ctx = (lambda att, c=chunk: batch_context(c, att)) if batch_context else None
             outs = _generate_batch(model, tokenizer, [ids[i] for i in chunk], params,
-                                   [per_row[i] for i in chunk], [row_seeds[i] for i in chunk], ctx)
+                                   [per_row[i] for i in chunk], [row_seeds[i] for i in chunk], ctx,
+                                   suppress_first)
             for i, g in zip(chunk, outs):
                 results[i] = g
     return [r for r in results if r is not None]
@@ -196,7 +199,7 @@ def generate(
 def _generate_batch(model: Any, tok: Any, seqs: list[list[int]], params: GenerationParams,
                     steering: list[Steering | None], seeds: list[int],
                     context: Callable[[torch.Tensor], contextlib.AbstractContextManager] | None
-                    = None) -> list[Generation]:
+                    = None, suppress_first: Sequence[int] = ()) -> list[Generation]:
     eos = eos_ids(model, tok)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else (eos[0] if eos else 0)
     width = max(len(s) for s in seqs)
@@ -214,6 +217,8 @@ def _generate_batch(model: Any, tok: Any, seqs: list[list[int]], params: Generat
             [RowSampler(seeds, params.temperature, params.top_p)])
     if params.stop:
         kwargs.update(stop_strings=list(params.stop), tokenizer=tok)
+    if suppress_first:
+        kwargs["begin_suppress_tokens"] = list(suppress_first)
     device = next(model.parameters()).device
     with steer_batch(model, steering, attention), \
             (context(attention) if context else contextlib.nullcontext()):

@@ -18,6 +18,7 @@ from afscope.errors import DataError
 from afscope.judge.config import JudgeConfig
 from afscope.judge.llm import (
     FIELDS,
+    FORM,
     PROMPT_VERSION,
     build_judge_prompt,
     parse_judge_reply,
@@ -41,7 +42,8 @@ def judge_meta(cfg: JudgeConfig) -> dict[str, Any]:
     meta: dict[str, Any] = {"step": "judge", "method": cfg.method, "prompt_version": PROMPT_VERSION}
     if cfg.uses_llm:
         meta["llm"] = {k: cfg.llm.to_dict()[k] for k in
-                       ("backend", "model", "base_url", "temperature", "top_p", "max_tokens", "seed")}
+                       ("backend", "model", "base_url", "temperature", "top_p", "max_tokens", "seed",
+                        "structured")}
     return meta
 
 
@@ -112,7 +114,8 @@ def judge_rows(
         stats.done = len(fresh)
         return stats
 
-    jobs = [Job(r["id"], build_judge_prompt(r["prompt"], r["response"]), {"row": r}) for r in rows]
+    jobs = [Job(r["id"], build_judge_prompt(r["prompt"], r["response"]), {"row": r}, FORM)
+            for r in rows]
     if any(j.key not in store for j in jobs) and backend is None:
         backend = make_backend(cfg.llm.model_copy(update={"on_error": "record"}))
     who = backend.describe() if backend is not None else None
@@ -133,7 +136,7 @@ def judge_rows(
     # run_jobs' own parse count reads a "status" field; the judge counts in make_row instead, so
     # an input row's own "status" passes through untouched.
     step = run_jobs(jobs, backend, store, make_row, batch_size=cfg.batch_size)
-    stats.done, stats.skipped = step.done, step.skipped
+    stats.done, stats.skipped, stats.constrained = step.done, step.skipped, step.constrained
     stats.backend_errors, stats.errors = step.backend_errors, step.errors
     return stats
 

@@ -9,6 +9,10 @@ Backends (``LLMConfig.backend``): ``transformers`` (local, offline default), ``o
 OpenAI-compatible server), ``anthropic``, ``claude-cli``. Temperature 0 by default; an optional
 on-disk cache; retries with backoff; keys only from environment variables. Wrap untrusted text
 (traces) with :func:`delimit` before putting it in a prompt.
+
+Answers in a fixed ``KEY: value`` format go with a :class:`Form`
+(``llm.complete(prompts, form=...)``): the local backend fills it exactly (option log-likelihoods,
+forced prefixes), servers get a JSON schema or a regex, and the caller parses strictly either way.
 """
 
 from afscope.generate.params import apply_stop
@@ -26,6 +30,7 @@ from afscope.llm.base import (
 from afscope.llm.cache import ResponseCache, cache_key
 from afscope.llm.claude_cli import ClaudeCLIBackend
 from afscope.llm.config import LLMConfig
+from afscope.llm.form import Form, FormField, choice_field, scale, text_field
 
 # Importing the backend modules registers them.
 from afscope.llm.local import TransformersBackend  # noqa: I001
@@ -38,6 +43,7 @@ from afscope.llm.prompts import (
     normalize_prompt,
     split_system,
 )
+from afscope.llm.scoring import Choice
 from afscope.llm.retry import (
     PermanentError,
     RetryPolicy,
@@ -46,10 +52,10 @@ from afscope.llm.retry import (
 )
 
 __all__ = [
-    "AnthropicBackend", "ChatPrompt", "ClaudeCLIBackend", "Completion", "ConcurrentBackend",
-    "GenerationParams", "LLMBackend", "LLMConfig", "Message", "OpenAIBackend", "PermanentError",
-    "PromptLike", "ResponseCache", "RetryPolicy", "TransformersBackend", "TransientError",
-    "apply_stop", "available_backends", "cache_key", "call_with_retries", "delimit",
-    "get_backend_class", "make_backend", "normalize_prompt", "post_json", "register_backend",
-    "split_system",
+    "AnthropicBackend", "ChatPrompt", "Choice", "ClaudeCLIBackend", "Completion",
+    "ConcurrentBackend", "Form", "FormField", "GenerationParams", "LLMBackend", "LLMConfig",
+    "Message", "OpenAIBackend", "PermanentError", "PromptLike", "ResponseCache", "RetryPolicy",
+    "TransformersBackend", "TransientError", "apply_stop", "available_backends", "cache_key",
+    "call_with_retries", "choice_field", "delimit", "get_backend_class", "make_backend",
+    "normalize_prompt", "post_json", "register_backend", "scale", "split_system", "text_field",
 ]

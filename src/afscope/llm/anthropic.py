@@ -5,6 +5,13 @@ Differences from the OpenAI format handled here: the system prompt is a top-leve
 answer is a list of content blocks (text blocks are concatenated) and ``stop_reason`` is mapped to
 the OpenAI vocabulary (``end_turn``/``stop_sequence`` -> ``stop``, ``max_tokens`` -> ``length``).
 ``top_p`` is sent only when it is not 1, because recent models refuse both it and ``temperature``.
+
+Structured output (``structured``): a prompt with a :class:`~afscope.llm.form.Form` is sent with
+``output_config: {"format": {"type": "json_schema", "schema": ...}}`` (``"auto"``/``"json_schema"``;
+the answer is turned back into the form's lines), or with the assistant turn prefilled with the
+first ``KEY:`` (``"prefill"``; older models only: recent ones refuse a prefill). A 400 naming the
+field switches this backend to free text for the rest of the run, counted in
+``structured_fallbacks``; the caller's strict parser reads whatever comes back.
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ from afscope.llm.base import (
     register_backend,
 )
 from afscope.llm.config import LLMConfig
-from afscope.llm.openai_http import malformed_response, post_json, safe_url
+from afscope.llm.form import Form
+from afscope.llm.openai_http import conform, malformed_response, post_json, safe_url
 from afscope.llm.prompts import split_system
 from afscope.llm.retry import PermanentError
 
@@ -54,6 +62,7 @@ class AnthropicBackend(ConcurrentBackend):
 
     DEFAULT_BASE_URL = "https://api.anthropic.com"
     DEFAULT_KEY_ENV = "ANTHROPIC_API_KEY"
+    STRUCTURED_MODES = ("auto", "off", "json_schema", "prefill")
 
     def __init__(self, model: str, *, base_url: str | None = None, api_key_env: str | None = None,
                  anthropic_version: str = "2023-06-01", **kwargs: Any) -> None:
@@ -82,6 +91,35 @@ class AnthropicBackend(ConcurrentBackend):
         return f"anthropic model {self.model!r} at {safe_url(self.base_url)}"
 
     def _attempt(self, messages: list[dict[str, str]], params: GenerationParams) -> Completion:
+        return parse_message(self._post(messages, params, {}))
+
+    def _attempt_form(self, messages: list[dict[str, str]], params: GenerationParams,
+                      form: Form) -> Completion:
+        mode = "json_schema" if self.structured == "auto" else self.structured
+        if mode == "off" or (mode == "prefill" and messages[-1]["role"] == "assistant"):
+            return self._attempt(messages, params)
+        if mode == "json_schema":
+            def structured() -> Completion:
+                extra = {"output_config": {"format": {"type": "json_schema",
+                                                      "schema": form.json_schema()}}}
+                return conform(parse_message(self._post(messages, params, extra)), form,
+                               json_answer=True)
+
+            names: tuple[str, ...] = ("output_config", "json_schema", "structured output")
+        else:
+            prefix = f"{form.fields[0].key}:"
+
+            def structured() -> Completion:
+                turns = [*messages, {"role": "assistant", "content": prefix}]
+                comp = parse_message(self._post(turns, params, {}))
+                return conform(Completion(prefix + comp.text, comp.finish_reason), form,
+                               json_answer=False)
+
+            names = ("prefill", "assistant")
+        return self._structured_or_plain(structured, lambda: self._attempt(messages, params), names)
+
+    def _post(self, messages: list[dict[str, str]], params: GenerationParams,
+              extra: dict[str, Any]) -> Any:
         system, turns = split_system(messages)
         if not turns:
             raise PermanentError("the prompt has no user turn (Anthropic needs at least one)")
@@ -90,6 +128,7 @@ class AnthropicBackend(ConcurrentBackend):
             "messages": turns,
             "max_tokens": params.max_tokens,
             "temperature": params.temperature,
+            **extra,
         }
         if system is not None:
             body["system"] = system
@@ -99,10 +138,9 @@ class AnthropicBackend(ConcurrentBackend):
             body["stop_sequences"] = list(params.stop)
         headers = {"x-api-key": self._api_key or "", "anthropic-version": self.anthropic_version}
         try:
-            data = post_json(f"{self.base_url}/v1/messages", body, headers,
+            return post_json(f"{self.base_url}/v1/messages", body, headers,
                              timeout_s=self.timeout_s, secrets=(self._api_key,))
         except PermanentError as e:
             if e.status in (401, 403):
                 raise PermanentError(f"{e} (the API key in ${self.api_key_env} was rejected)", status=e.status) from None
             raise
-        return parse_message(data)

@@ -1,11 +1,17 @@
 """The one LLM interface, its request/response types and the backend registry.
 
 Every backend answers a *batch* of chat prompts with :meth:`LLMBackend.complete`; judging,
-autointerp and data generation never care which backend is behind it. The base class owns what is
-common: prompt validation, the response cache (a hit never reaches the backend), and the error
-policy. Subclasses implement :meth:`LLMBackend._generate` (local batching) or, through
-:class:`ConcurrentBackend`, a single :meth:`~ConcurrentBackend._attempt` that is retried and run in a
-bounded thread pool (HTTP, CLI).
+autointerp and data generation never care which backend is behind it. A prompt may come with a
+:class:`~afscope.llm.form.Form` (the fixed ``KEY: value`` lines its answer must have): a backend
+that can enforce it does (local scoring of the allowed options, a server's structured output), and
+says so in ``Completion.constrained``; any other answers in free text. Callers parse either way.
+
+The base class owns what is common: prompt validation, the response cache (a hit never reaches
+the backend), and the error policy. Subclasses implement :meth:`LLMBackend._generate` (local
+batching; :meth:`~LLMBackend._generate_forms` to enforce forms) or, through
+:class:`ConcurrentBackend`, a single :meth:`~ConcurrentBackend._attempt` (and
+:meth:`~ConcurrentBackend._attempt_form`) that is retried and run in a bounded thread pool (HTTP,
+CLI).
 
 Error policy (``on_error``): a failed item never takes the other items down with it — answers that
 succeeded are returned/cached either way. With ``"raise"`` (default) :meth:`complete` then raises a
@@ -29,8 +35,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 from afscope.errors import BackendError, ConfigError, DataError
 from afscope.generate.params import GenerationParams
 from afscope.llm.cache import ResponseCache, cache_key
+from afscope.llm.form import Form
 from afscope.llm.prompts import PromptLike, normalize_prompt
-from afscope.llm.retry import RetryPolicy, call_with_retries
+from afscope.llm.retry import PermanentError, RetryPolicy, call_with_retries
 
 if TYPE_CHECKING:
     from afscope.llm.config import LLMConfig
@@ -38,17 +45,22 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 OnError = Literal["raise", "record"]
+#: How a backend treats a :class:`Form` (``LLMConfig.structured``); each backend accepts a subset.
+Structured = Literal["auto", "off", "json_schema", "vllm", "prefill"]
 
 
 @dataclass(frozen=True)
 class Completion:
     """One answer. ``finish_reason`` uses the OpenAI vocabulary where it can ("stop", "length");
-    ``"error"`` with ``error`` set marks a failed item, ``"skipped"`` an item never attempted."""
+    ``"error"`` with ``error`` set marks a failed item, ``"skipped"`` an item never attempted.
+    ``constrained``: the answer was asked for with a form, the backend enforced it (or the server
+    accepted the structured request) and the text is in the form's format."""
 
     text: str
     finish_reason: str | None = None
     cached: bool = False
     error: str | None = None
+    constrained: bool = False
 
     @property
     def ok(self) -> bool:
@@ -72,9 +84,15 @@ class LLMBackend(ABC):
         Default :class:`GenerationParams` when ``complete`` gets none (temperature 0).
     on_error:
         ``"raise"`` or ``"record"`` (see the module docstring).
+    structured:
+        How prompts with a :class:`Form` are answered: ``"auto"`` (the backend's best way),
+        ``"off"`` (free text, parsed by the caller) or a backend-specific mode listed in
+        ``STRUCTURED_MODES``.
     """
 
     name: ClassVar[str] = ""
+    #: The ``structured`` values this backend accepts.
+    STRUCTURED_MODES: ClassVar[tuple[str, ...]] = ("auto", "off")
 
     def __init__(
         self,
@@ -83,13 +101,18 @@ class LLMBackend(ABC):
         cache: ResponseCache | str | Path | None = None,
         params: GenerationParams | None = None,
         on_error: OnError = "raise",
+        structured: Structured = "auto",
     ) -> None:
         if on_error not in ("raise", "record"):
             raise ConfigError(f"{type(self).__name__}: field 'on_error': expected 'raise' or 'record', got {on_error!r}")
+        if structured not in self.STRUCTURED_MODES:
+            raise ConfigError(f"{type(self).__name__}: field 'structured': expected one of "
+                              f"{', '.join(self.STRUCTURED_MODES)}, got {structured!r}")
         self.model = model
         self.cache = ResponseCache(cache) if isinstance(cache, (str, Path)) else cache
         self.params = params if params is not None else GenerationParams()
         self.on_error: OnError = on_error
+        self.structured: Structured = structured
 
     @classmethod
     @abstractmethod
@@ -112,29 +135,36 @@ class LLMBackend(ABC):
 
     # ---- public API -------------------------------------------------------------------------
 
-    def complete(self, prompts: Sequence[PromptLike], params: GenerationParams | None = None) -> list[Completion]:
+    def complete(self, prompts: Sequence[PromptLike], params: GenerationParams | None = None, *,
+                 form: Form | Sequence[Form | None] | None = None) -> list[Completion]:
         """Answer every prompt; results are in input order, cache hits have ``cached=True``.
 
-        Identical prompts in one call are generated once when caching is on. Raises
-        :class:`BackendError` if an item failed and ``on_error == "raise"`` (successful answers are
-        cached first), :class:`DataError` on a malformed prompt (before any request is sent).
+        ``form``: one :class:`Form` for every prompt, or one (or None) per prompt. The answer to
+        a prompt with a form is in the form's format when ``Completion.constrained``; otherwise it
+        is free text (the caller's strict parser decides). Identical prompts in one call are
+        generated once when caching is on. Raises :class:`BackendError` if an item failed and
+        ``on_error == "raise"`` (successful answers are cached first), :class:`DataError` on a
+        malformed prompt (before any request is sent).
         """
         if isinstance(prompts, (str, Mapping)):
             raise DataError("complete() takes a list of prompts; use complete_one() for a single prompt")
         params = params if params is not None else self.params
         convos = [normalize_prompt(p, i) for i, p in enumerate(prompts)]
+        forms = self._forms(form, len(convos))
         results: list[Completion | None] = [None] * len(convos)
 
         cache, model_id = self._active_cache()
         keys: list[str] = []
         if cache is not None and model_id is not None:
             pdict = params.to_dict()
-            keys = [cache_key(self.name, model_id, c, pdict) for c in convos]
+            keys = [cache_key(self.name, model_id, c, self._key_params(pdict, f))
+                    for c, f in zip(convos, forms)]
             for i, k in enumerate(keys):
                 entry = cache.get(k)
                 if entry is not None:
                     c = entry["completion"]
-                    results[i] = Completion(c["text"], c.get("finish_reason"), cached=True)
+                    results[i] = Completion(c["text"], c.get("finish_reason"), cached=True,
+                                            constrained=bool(c.get("constrained", False)))
 
         groups: dict[object, list[int]] = {}
         for i, r in enumerate(results):
@@ -142,9 +172,7 @@ class LLMBackend(ABC):
                 groups.setdefault(keys[i] if keys else i, []).append(i)
         if groups:
             firsts = [idx[0] for idx in groups.values()]
-            fresh = self._generate([convos[i] for i in firsts], params)
-            if len(fresh) != len(firsts):
-                raise BackendError(f"{self.describe()}: returned {len(fresh)} answers for {len(firsts)} prompts")
+            fresh = self._answer([convos[i] for i in firsts], params, [forms[i] for i in firsts])
             for idx, comp in zip(groups.values(), fresh):
                 for i in idx:
                     results[i] = comp
@@ -153,8 +181,9 @@ class LLMBackend(ABC):
                         "backend": self.name,
                         "model": model_id,
                         "messages": convos[idx[0]],
-                        "params": params.to_dict(),
-                        "completion": {"text": comp.text, "finish_reason": comp.finish_reason},
+                        "params": self._key_params(params.to_dict(), forms[idx[0]]),
+                        "completion": {"text": comp.text, "finish_reason": comp.finish_reason,
+                                       "constrained": comp.constrained},
                     })
 
         final = [r for r in results if r is not None]
@@ -168,6 +197,42 @@ class LLMBackend(ABC):
                     raise BackendError(r.error)
                 raise BackendError(f"{len(failed)} of {len(final)} prompts failed; prompt {i}: {r.error}")
         return final
+
+    @staticmethod
+    def _forms(form: Form | Sequence[Form | None] | None, n: int) -> list[Form | None]:
+        if form is None or isinstance(form, Form):
+            return [form] * n
+        forms = list(form)
+        if len(forms) != n or not all(f is None or isinstance(f, Form) for f in forms):
+            raise DataError(f"complete(): 'form' must be a Form or one Form (or None) per prompt; "
+                            f"got {len(forms)} items for {n} prompts")
+        return forms
+
+    def _key_params(self, pdict: dict[str, Any], form: Form | None) -> dict[str, Any]:
+        """What goes into the cache key besides the messages: the params, and a form with the
+        mode that answered it (an enforced and a free-text answer are different answers)."""
+        return pdict if form is None else {**pdict, "form": form.to_dict(),
+                                           "structured": self.structured}
+
+    def _answer(self, convos: list[list[dict[str, str]]], params: GenerationParams,
+                forms: list[Form | None]) -> list[Completion]:
+        """Route prompts without a form to :meth:`_generate` and those with one to
+        :meth:`_generate_forms`; answers come back in input order."""
+        plain = [i for i, f in enumerate(forms) if f is None]
+        formed = [i for i, f in enumerate(forms) if f is not None]
+        out: list[Completion | None] = [None] * len(convos)
+        if plain:
+            self._place(out, plain, self._generate([convos[i] for i in plain], params))
+        if formed:
+            self._place(out, formed, self._generate_forms(
+                [convos[i] for i in formed], params, [f for f in forms if f is not None]))
+        return [c for c in out if c is not None]
+
+    def _place(self, out: list[Completion | None], idx: list[int], fresh: list[Completion]) -> None:
+        if len(fresh) != len(idx):
+            raise BackendError(f"{self.describe()}: returned {len(fresh)} answers for {len(idx)} prompts")
+        for i, comp in zip(idx, fresh):
+            out[i] = comp
 
     def complete_one(self, prompt: PromptLike, params: GenerationParams | None = None) -> Completion:
         """Answer one prompt. Raises :class:`BackendError` on failure, whatever ``on_error`` says."""
@@ -185,6 +250,12 @@ class LLMBackend(ABC):
         A failure of one item is returned as ``Completion("", "error", error=...)``, not raised.
         """
 
+    def _generate_forms(self, convos: list[list[dict[str, str]]], params: GenerationParams,
+                        forms: list[Form]) -> list[Completion]:
+        """Answer conversations that each come with a form. The default ignores the forms (free
+        text, ``constrained=False``); backends that can enforce them override this."""
+        return self._generate(convos, params)
+
     def _active_cache(self) -> tuple[ResponseCache | None, str | None]:
         if self.cache is None:
             return None, None
@@ -201,7 +272,9 @@ class ConcurrentBackend(LLMBackend):
     """A backend answering one prompt per call (HTTP, CLI): retried, run on ``concurrency`` threads.
 
     Subclasses implement :meth:`_attempt`, raising :class:`~afscope.llm.retry.TransientError` for
-    failures worth retrying and :class:`~afscope.llm.retry.PermanentError` otherwise.
+    failures worth retrying and :class:`~afscope.llm.retry.PermanentError` otherwise; servers that
+    take structured-output requests also implement :meth:`_attempt_form`, usually through
+    :meth:`_structured_or_plain`.
     """
 
     def __init__(
@@ -214,8 +287,9 @@ class ConcurrentBackend(LLMBackend):
         cache: ResponseCache | str | Path | None = None,
         params: GenerationParams | None = None,
         on_error: OnError = "raise",
+        structured: Structured = "auto",
     ) -> None:
-        super().__init__(model, cache=cache, params=params, on_error=on_error)
+        super().__init__(model, cache=cache, params=params, on_error=on_error, structured=structured)
         if concurrency < 1:
             raise ConfigError(f"{type(self).__name__}: field 'concurrency': expected >= 1, got {concurrency}")
         if timeout_s <= 0:
@@ -223,31 +297,70 @@ class ConcurrentBackend(LLMBackend):
         self.concurrency = concurrency
         self.timeout_s = timeout_s
         self.retry = retry if retry is not None else RetryPolicy()
+        #: Requests whose structured part the server refused, re-sent as free text.
+        self.structured_fallbacks = 0
+        self._structured_refused: str | None = None  # the server's refusal, once seen
+        self._fallback_lock = threading.Lock()
 
     @abstractmethod
     def _attempt(self, messages: list[dict[str, str]], params: GenerationParams) -> Completion:
         """One try at one prompt (no retries here)."""
 
+    def _attempt_form(self, messages: list[dict[str, str]], params: GenerationParams,
+                      form: Form) -> Completion:
+        """One try at one prompt with a form; the default asks in free text."""
+        return self._attempt(messages, params)
+
+    def _structured_or_plain(self, structured: Callable[[], Completion],
+                             plain: Callable[[], Completion], names: Sequence[str]) -> Completion:
+        """Send the structured request; if the server refuses it (HTTP 400/422 naming one of
+        ``names``), stop asking for this backend's life, count it and send ``plain`` instead."""
+        if self._structured_refused is not None:
+            return plain()
+        try:
+            return structured()
+        except PermanentError as e:
+            msg = str(e).lower()
+            if e.status not in (400, 422) or not any(n.lower() in msg for n in names):
+                raise
+            with self._fallback_lock:
+                self.structured_fallbacks += 1
+                first = self._structured_refused is None
+                self._structured_refused = str(e)
+            if first:
+                logger.warning("%s: the server refused the structured request (%s); asking in "
+                               "free text from now on, parsed strictly", self.describe(), e)
+            return plain()
+
     def _generate(self, convos: list[list[dict[str, str]]], params: GenerationParams) -> list[Completion]:
+        return self._run_all([lambda m=c: self._attempt(m, params) for c in convos])
+
+    def _generate_forms(self, convos: list[list[dict[str, str]]], params: GenerationParams,
+                        forms: list[Form]) -> list[Completion]:
+        return self._run_all([lambda m=c, f=f: self._attempt_form(m, params, f)
+                              for c, f in zip(convos, forms)])
+
+    def _run_all(self, attempts: list[Callable[[], Completion]]) -> list[Completion]:
+        """Run every attempt with retries, ``concurrency`` at a time; results in input order."""
         what = self.describe()
         stop = threading.Event()  # set on the first failure in "raise" mode: start nothing new
 
-        def run(messages: list[dict[str, str]]) -> Completion:
+        def run(attempt: Callable[[], Completion]) -> Completion:
             if stop.is_set():
                 return Completion("", "skipped", error="skipped: an earlier prompt failed")
             try:
-                return call_with_retries(lambda: self._attempt(messages, params), self.retry, what=what)
+                return call_with_retries(attempt, self.retry, what=what)
             except BackendError as e:
                 if self.on_error == "raise":
                     stop.set()
                 return Completion("", "error", error=str(e))
 
-        if len(convos) == 1 or self.concurrency == 1:
-            return [run(c) for c in convos]
-        results: list[Completion | None] = [None] * len(convos)
-        workers = min(self.concurrency, len(convos))
+        if len(attempts) == 1 or self.concurrency == 1:
+            return [run(a) for a in attempts]
+        results: list[Completion | None] = [None] * len(attempts)
+        workers = min(self.concurrency, len(attempts))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"afscope-{self.name}") as pool:
-            futures = {pool.submit(run, c): i for i, c in enumerate(convos)}
+            futures = {pool.submit(run, a): i for i, a in enumerate(attempts)}
             for fut in as_completed(futures):
                 results[futures[fut]] = fut.result()
         return [r for r in results if r is not None]
@@ -312,6 +425,7 @@ def common_kwargs(cfg: LLMConfig) -> dict[str, Any]:
         "cache": cfg.cache_dir,
         "params": cfg.generation_params(),
         "on_error": cfg.on_error,
+        "structured": cfg.structured,
     }
 
 

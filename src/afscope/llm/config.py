@@ -70,6 +70,17 @@ class LLMConfig(BaseConfig):
         description="raise: a failed item stops the batch with BackendError; record: failures come "
         "back as Completion.error and are counted by the caller.",
     )
+    structured: Literal["auto", "off", "json_schema", "vllm", "prefill"] = Field(
+        "auto",
+        description="How answers in a fixed format (judge verdicts, autointerp labels, scores, "
+        "descriptions) are asked for. auto: transformers scores each allowed option's "
+        "log-likelihood and forces the 'KEY:' prefix of free text; openai and anthropic send a "
+        "JSON schema. json_schema (openai: response_format; anthropic: output_config), vllm "
+        "(openai: vLLM >= 0.12 structured_outputs regex of the exact lines), prefill (anthropic: "
+        "the answer starts with the first 'KEY:'). off: free text. Every reply is parsed "
+        "strictly; a server that refuses the structured field (HTTP 400) is asked again without "
+        "it, and the fallback is counted.",
+    )
     anthropic_version: str = Field("2023-06-01", description="anthropic-version header (anthropic).")
     cli_binary: str = Field("claude", description="Executable of the claude CLI (claude-cli).")
     cli_extra_args: list[str] = Field(

@@ -2,6 +2,8 @@
 
 Backend failures (``Completion.error``) are *not* written: they are counted and retried by the next
 run. Parse failures are written (the model did answer; greedy decoding would answer the same).
+A job may carry the :class:`~afscope.llm.form.Form` of its answer; ``constrained`` counts the
+answers the backend produced in that format (the rest were free text, parsed all the same).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from afscope.llm.base import Completion, LLMBackend
+from afscope.llm.form import Form
 from afscope.llm.prompts import PromptLike
 from afscope.rows import JsonlStore
 
@@ -21,26 +24,31 @@ logger = logging.getLogger(__name__)
 @dataclass
 class StepStats:
     """What one step did: ``done`` rows written now, ``skipped`` already on disk (resume),
-    ``parse_failures`` answers that did not parse, ``backend_errors`` items the backend failed."""
+    ``parse_failures`` answers that did not parse, ``backend_errors`` items the backend failed,
+    ``constrained`` answers the backend produced in the requested form."""
 
     done: int = 0
     skipped: int = 0
     parse_failures: int = 0
     backend_errors: int = 0
+    constrained: int = 0
     errors: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"done": self.done, "skipped": self.skipped, "parse_failures": self.parse_failures,
-                "backend_errors": self.backend_errors, "errors": self.errors[:20]}
+                "backend_errors": self.backend_errors, "constrained": self.constrained,
+                "errors": self.errors[:20]}
 
 
 @dataclass(frozen=True)
 class Job:
-    """One LLM request of a step: the row key, its prompt and what the row builder needs."""
+    """One LLM request of a step: the row key, its prompt, what the row builder needs and the
+    form of the answer (None: free text)."""
 
     key: Any
     prompt: PromptLike
     context: dict[str, Any]
+    form: Form | None = None
 
 
 def run_jobs(
@@ -68,7 +76,7 @@ def run_jobs(
             pending.append(job)
     for start in range(0, len(pending), batch_size):
         batch = pending[start:start + batch_size]
-        answers = backend.complete([j.prompt for j in batch])
+        answers = backend.complete([j.prompt for j in batch], form=[j.form for j in batch])
         rows = []
         for job, comp in zip(batch, answers):
             if comp.error is not None:
@@ -78,6 +86,7 @@ def run_jobs(
             row = make_row(job, comp)
             if row.get("status") != "ok":
                 stats.parse_failures += 1
+            stats.constrained += comp.constrained
             rows.append(row)
         store.append(rows)
         stats.done += len(rows)

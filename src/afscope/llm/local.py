@@ -4,6 +4,11 @@ Generation is :func:`afscope.generate.generate`: chat template, length-sorted le
 KV cache, greedy when ``temperature == 0``, otherwise per-row seeded sampling (the caller's global
 RNG is untouched and an answer does not depend on its batch).
 
+Prompts with a :class:`~afscope.llm.form.Form` are answered exactly in its format
+(:mod:`afscope.llm.scoring`): each choice line takes the allowed option of highest
+log-likelihood, each free-text line is generated after its forced ``KEY:`` prefix up to the end of
+the line. :meth:`TransformersBackend.choose` exposes the option scoring itself.
+
 The model is loaded lazily on the first non-cached prompt, through :func:`afscope.models.load_model`,
 so a fully cached run never loads weights. Passing ``hf_model`` and ``tokenizer`` skips loading
 (tests, notebooks, a model being fine-tuned).
@@ -25,8 +30,12 @@ from afscope.llm.base import (
     OnError,
     register_backend,
 )
+from afscope.llm.base import Structured
 from afscope.llm.cache import ResponseCache
 from afscope.llm.config import LLMConfig
+from afscope.llm.form import Form
+from afscope.llm.prompts import PromptLike, normalize_prompt
+from afscope.llm.scoring import Choice
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +52,11 @@ class TransformersBackend(LLMBackend):
     hf_model, tokenizer:
         An already loaded causal LM and its tokenizer (both or neither).
     batch_size:
-        Prompts per ``generate`` call.
+        Prompts per ``generate`` call, and per group whose prompt caches are held at once when
+        filling forms.
+    structured:
+        ``"auto"``: forms are filled by option scoring and forced prefixes; ``"off"``: free
+        text, like any other prompt.
     """
 
     DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -60,6 +73,7 @@ class TransformersBackend(LLMBackend):
         cache: ResponseCache | str | Path | None = None,
         params: GenerationParams | None = None,
         on_error: OnError = "raise",
+        structured: Structured = "auto",
     ) -> None:
         if (hf_model is None) != (tokenizer is None):
             raise ConfigError("TransformersBackend: pass both hf_model and tokenizer, or neither")
@@ -67,7 +81,7 @@ class TransformersBackend(LLMBackend):
             raise ConfigError(f"TransformersBackend: field 'batch_size': expected >= 1, got {batch_size}")
         from_objects = hf_model is not None
         name = model or ("" if from_objects else self.DEFAULT_MODEL)
-        super().__init__(name, cache=cache, params=params, on_error=on_error)
+        super().__init__(name, cache=cache, params=params, on_error=on_error, structured=structured)
         self.batch_size = batch_size
         self.dtype = dtype
         self.device = device
@@ -80,7 +94,7 @@ class TransformersBackend(LLMBackend):
     def from_config(cls, cfg: LLMConfig, **overrides: Any) -> TransformersBackend:
         kwargs: dict[str, Any] = dict(
             batch_size=cfg.batch_size, dtype=cfg.dtype, device=cfg.device, cache=cfg.cache_dir,
-            params=cfg.generation_params(), on_error=cfg.on_error)
+            params=cfg.generation_params(), on_error=cfg.on_error, structured=cfg.structured)
         kwargs.update(overrides)
         return cls(cfg.model, **kwargs)
 
@@ -132,3 +146,47 @@ class TransformersBackend(LLMBackend):
                 logger.warning("%s", msg)
                 return [Completion("", "error", error=msg)] * len(convos)
         return [Completion(g.text, g.finish_reason) for g in gens]
+
+    def _generate_forms(self, convos: list[list[dict[str, str]]], params: GenerationParams,
+                        forms: list[Form]) -> list[Completion]:
+        if self.structured == "off":
+            return self._generate(convos, params)
+        from afscope.llm.scoring import fill_forms
+
+        out: list[Completion] = []
+        with self._lock:
+            lm, tok = self._load()
+            for lo in range(0, len(convos), self.batch_size):
+                chunk = slice(lo, lo + self.batch_size)
+                try:
+                    texts = fill_forms(lm, tok, convos[chunk], forms[chunk], params)
+                except (RuntimeError, ValueError, IndexError) as e:
+                    msg = f"{self.describe()}: constrained answer failed: {type(e).__name__}: {e}"
+                    logger.warning("%s", msg)
+                    texts = None
+                    out += [Completion("", "error", error=msg)] * len(convos[chunk])
+                if texts is not None:
+                    out += [Completion(t, "stop", constrained=True) for t in texts]
+        return out
+
+    def choose(self, prompts: Sequence[PromptLike], options: Sequence[str], *,
+               prefixes: Sequence[str] | None = None) -> list[Choice]:
+        """For each prompt, the option the model most likely writes first in its answer.
+
+        Each option is scored as the sum of its tokens' log-probabilities after the rendered chat
+        prompt (and ``prefixes[i]``, text the answer is forced to start with); one forward over
+        the prompt, one batched forward over the options. Options are the exact continuations:
+        end them with whatever completes an answer (e.g. ``"\n"``), or a short option that
+        begins a longer one always wins. Not cached.
+        """
+        from afscope.generate.engine import encoder, render_prompt
+        from afscope.llm.scoring import choose
+
+        convos = [normalize_prompt(p, i) for i, p in enumerate(prompts)]
+        if prefixes is not None and len(prefixes) != len(convos):
+            raise ConfigError(f"choose: {len(prefixes)} prefixes for {len(convos)} prompts")
+        with self._lock:
+            lm, tok = self._load()
+            encode = encoder(tok)
+            ids = [encode(render_prompt(tok, c)) for c in convos]
+            return choose(lm, tok, ids, list(options), prefixes)

@@ -6,6 +6,14 @@ negligible next to generation time. :func:`post_json` classifies every failure f
 (429/408/5xx, timeouts and connection errors are transient; other statuses and malformed bodies are
 not) and scrubs the API key from every message it builds.
 
+Structured output (``structured``): a prompt with a :class:`~afscope.llm.form.Form` is sent with
+``response_format`` of type ``json_schema`` (``"auto"``/``"json_schema"``: OpenAI, vLLM, llama.cpp
+server, SGLang) or vLLM's ``structured_outputs: {"regex": ...}`` of the exact answer lines
+(``"vllm"``; vLLM >= 0.12, which replaced the older ``guided_regex``). A JSON answer is turned
+back into the form's lines. A server that answers 400/422 naming the field is asked again without
+it, for the rest of the run (counted in ``structured_fallbacks``); the caller's strict parser reads
+whatever comes back.
+
 Redirects are not followed: urllib would replay the ``Authorization`` header to wherever a server
 points. Proxies from the environment are honoured, except for loopback servers (a local vLLM).
 """
@@ -33,6 +41,7 @@ from afscope.llm.base import (
     register_backend,
 )
 from afscope.llm.config import LLMConfig
+from afscope.llm.form import Form
 from afscope.llm.retry import PermanentError, TransientError, parse_retry_after
 
 logger = logging.getLogger(__name__)
@@ -170,6 +179,7 @@ class OpenAIBackend(ConcurrentBackend):
 
     DEFAULT_BASE_URL = "https://api.openai.com/v1"
     DEFAULT_KEY_ENV = "OPENAI_API_KEY"
+    STRUCTURED_MODES = ("auto", "off", "json_schema", "vllm")
 
     def __init__(self, model: str, *, base_url: str | None = None, api_key_env: str | None = None,
                  **kwargs: Any) -> None:
@@ -195,6 +205,29 @@ class OpenAIBackend(ConcurrentBackend):
         return f"openai model {self.model!r} at {safe_url(self.base_url)}"
 
     def _attempt(self, messages: list[dict[str, str]], params: GenerationParams) -> Completion:
+        return parse_chat_completion(self._post(messages, params, {}))
+
+    def _attempt_form(self, messages: list[dict[str, str]], params: GenerationParams,
+                      form: Form) -> Completion:
+        mode = "json_schema" if self.structured == "auto" else self.structured
+        if mode == "off":
+            return self._attempt(messages, params)
+        if mode == "json_schema":
+            extra: dict[str, Any] = {"response_format": {"type": "json_schema", "json_schema": {
+                "name": "afscope_answer", "strict": True, "schema": form.json_schema()}}}
+            names: tuple[str, ...] = ("response_format", "json_schema")
+        else:
+            extra = {"structured_outputs": {"regex": form.regex()}}
+            names = ("structured_outputs", "regex")
+
+        def structured() -> Completion:
+            comp = parse_chat_completion(self._post(messages, params, extra))
+            return conform(comp, form, json_answer=mode == "json_schema")
+
+        return self._structured_or_plain(structured, lambda: self._attempt(messages, params), names)
+
+    def _post(self, messages: list[dict[str, str]], params: GenerationParams,
+              extra: dict[str, Any]) -> Any:
         body: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
@@ -202,16 +235,29 @@ class OpenAIBackend(ConcurrentBackend):
             "max_tokens": params.max_tokens,
             "top_p": params.top_p,
             "seed": params.seed,
+            **extra,
         }
         if params.stop:
             body["stop"] = list(params.stop)
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         try:
-            data = post_json(f"{self.base_url}/chat/completions", body, headers,
+            return post_json(f"{self.base_url}/chat/completions", body, headers,
                              timeout_s=self.timeout_s, secrets=(self._api_key,))
         except PermanentError as e:
             if e.status in (401, 403):
                 where = "is not set" if self._api_key is None else "was rejected"
                 raise PermanentError(f"{e} (the API key in ${self.api_key_env} {where})", status=e.status) from None
             raise
-        return parse_chat_completion(data)
+
+
+def conform(comp: Completion, form: Form, *, json_answer: bool) -> Completion:
+    """A server's answer to a structured request: the form's lines with ``constrained=True`` when
+    it is a valid JSON answer (``json_answer``) or already the exact lines; else as it came."""
+    if json_answer:
+        lines = form.from_json(comp.text)
+        if lines is not None:
+            return Completion(lines, comp.finish_reason, constrained=True)
+        return comp
+    if form.matches(comp.text):
+        return Completion(comp.text.strip(), comp.finish_reason, constrained=True)
+    return comp
