@@ -84,3 +84,32 @@ def test_registry_refuses_duplicates() -> None:
         register_architecture("relu", relu_activation)
     with pytest.raises(ConfigError, match="lower-case"):
         register_architecture("ReLU2", relu_activation)
+
+
+def test_topk_rescale_acts_by_decoder_norm() -> None:
+    """SAELens TopK: rank ``pre * ||W_dec[i]||``, decode ``(f / ||W_dec[i]||) @ W_dec + b_dec``."""
+    sae = random_sae("topk", k=3)
+    with torch.no_grad():
+        sae.W_dec.mul_(torch.logspace(-1, 1, 16).unsqueeze(-1))  # norms far from 1
+    plain = SAE(sae.cfg.model_copy())
+    plain.load_state_dict(sae.state_dict())
+    sae.cfg.rescale_acts_by_decoder_norm = True
+    x = torch.randn(100, 8)
+    norms = sae.W_dec.norm(dim=-1)
+    scaled = sae.encode_pre(x) * norms
+    top = torch.topk(scaled, 3, dim=-1)
+    expect = torch.zeros_like(scaled).scatter(-1, top.indices, top.values.relu())
+    f = sae.encode(x)
+    assert torch.equal(f, expect)
+    assert not torch.equal(f != 0, plain.encode(x) != 0)  # other active sets than without it
+    torch.testing.assert_close(sae.decode(f), (f / norms) @ sae.W_dec + sae.b_dec)
+    torch.testing.assert_close(sae.decoder_directions().norm(dim=-1), torch.ones(16))
+    assert torch.equal(plain.decoder_directions(), plain.W_dec)
+
+
+def test_rescale_only_for_topk_and_standard_alias() -> None:
+    with pytest.raises(ValueError, match="'rescale_acts_by_decoder_norm': only used by"):
+        SAEConfig(architecture="jumprelu", d_in=8, d_sae=16, rescale_acts_by_decoder_norm=True)
+    assert SAEConfig(architecture="standard", d_in=8, d_sae=16).architecture == "relu"
+    assert SAE(SAEConfig(architecture="relu", d_in=8, d_sae=16,
+                         dtype="float64")).W_enc.dtype == torch.float64

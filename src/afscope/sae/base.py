@@ -6,7 +6,9 @@ Parameters (SAELens names and layouts, so state dicts load unchanged)::
     threshold (d_sae,)    jumprelu only
 
 ``encode``: ``pre = (x - b_dec * apply_b_dec_to_input) @ W_enc + b_enc`` then the architecture's
-activation; ``decode``: ``f @ W_dec + b_dec``.
+activation; ``decode``: ``f @ W_dec + b_dec``. A TopK SAE with ``rescale_acts_by_decoder_norm``
+(SAELens TopK) multiplies ``pre`` by the decoder row norms ``n = ||W_dec[i]||`` before choosing the
+top k and decodes ``(f / n) @ W_dec + b_dec``: it behaves as if ``W_dec`` had unit rows.
 """
 
 from __future__ import annotations
@@ -72,10 +74,12 @@ register_architecture("topk", topk_activation)
 register_architecture("jumprelu", jumprelu_activation, extra_params=("threshold",))
 
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
+           "float16": torch.float16}
 
 
 def torch_dtype(name: str) -> torch.dtype:
+    """``"float32"`` -> ``torch.float32`` (the names of :data:`afscope.sae.config.SAEDType`)."""
     return _DTYPES[name]
 
 
@@ -112,13 +116,33 @@ class SAE(nn.Module):
             x = x - self.b_dec
         return x @ self.W_enc + self.b_enc
 
+    def decoder_norms(self) -> torch.Tensor:
+        """``||W_dec[i]||`` per latent, ``(d_sae,)`` (no clamp, as SAELens's TopK rescale)."""
+        return self.W_dec.norm(dim=-1)
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Latent activations ``(..., d_in) -> (..., d_sae)``, non-negative and sparse."""
-        return self.spec.activation(self.encode_pre(x), self)
+        pre = self.encode_pre(x)
+        if self.cfg.rescale_acts_by_decoder_norm:  # rank latents as if W_dec had unit rows
+            pre = pre * self.decoder_norms()
+        return self.spec.activation(pre, self)
 
     def decode(self, f: torch.Tensor) -> torch.Tensor:
         """Reconstruction ``(..., d_sae) -> (..., d_in)``."""
-        return f.to(self.W_dec.dtype) @ self.W_dec + self.b_dec
+        f = f.to(self.W_dec.dtype)
+        if self.cfg.rescale_acts_by_decoder_norm:  # undo the encoder's scaling
+            f = f * self.decoder_norms().reciprocal()
+        return f @ self.W_dec + self.b_dec
+
+    def decoder_directions(self) -> torch.Tensor:
+        """What one unit of each latent adds to the reconstruction, ``(d_sae, d_in)``.
+
+        ``W_dec``, or ``W_dec`` with unit rows for a TopK SAE with
+        ``rescale_acts_by_decoder_norm`` (its latents are measured in unit-norm directions).
+        """
+        if self.cfg.rescale_acts_by_decoder_norm:
+            return self.W_dec / self.decoder_norms().unsqueeze(-1)
+        return self.W_dec
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``decode(encode(x))``: ``(..., d_in) -> (..., d_in)``."""

@@ -12,8 +12,8 @@ from afscope.errors import ConfigError
 from afscope.extract import ActivationCache, ExtractConfig, extract
 from afscope.fileio import sha256_file
 from afscope.sae.base import SAE
-from afscope.sae.io import WEIGHTS_FILE, load_sae
-from afscope.sae.pretrained import Download, is_release_name, resolve_sae
+from afscope.sae.io import WEIGHTS_FILE, load_sae, unsupported_hook
+from afscope.sae.pretrained import Download, is_release_name, locate, refuse_transcoder, resolve_sae
 
 
 class SAEEncoder:
@@ -32,6 +32,8 @@ class SAEEncoder:
         self.source = source or f"SAE for layer {layer}"
         self._identity: dict[str, Any] = {"architecture": sae.cfg.architecture,
                                           "d_sae": sae.cfg.d_sae, "sha256": sha256}
+        if sae.cfg.rescale_acts_by_decoder_norm:  # caches from before afscope implemented it differ
+            self._identity["rescale_acts_by_decoder_norm"] = True
 
     def identity(self) -> dict[str, Any]:
         return dict(self._identity)
@@ -49,17 +51,36 @@ def _state_sha256(sae: SAE) -> str:
     return h.hexdigest()
 
 
+def _refuse_non_residual(source: str | Path, hook_name: str | None) -> None:
+    """afscope captures the residual stream after a block; an SAE of another stream would be fed
+    the wrong activations, whatever layer it is bound to."""
+    what = unsupported_hook(hook_name)
+    if what is not None:
+        raise ConfigError(f"{source}: the SAE reads {hook_name!r} ({what}), which afscope does not "
+                          f"capture; SAEs are fed the residual stream after a block "
+                          f"(blocks.<i>.hook_resid_post)")
+
+
 def sae_encoder(source: str | Path, layer: int | None = None, *, default_layer: int | None = None,
                 device: str | torch.device = "cpu", download: Download | None = None
                 ) -> SAEEncoder:
     """An SAE folder (or a ``<release>/<sae_id>`` name, see :mod:`afscope.sae.pretrained`) as an
-    encoder of ``layer``; by default the SAE's ``hook_layer``, else ``default_layer``."""
+    encoder of ``layer``; by default the SAE's ``hook_layer``, else ``default_layer``.
+
+    SAEs of another stream than the residual one (MLP output, attention heads, transcoders) are
+    refused with a :class:`ConfigError`; release names are checked before any download.
+    """
     if is_release_name(str(source)) and not Path(source).exists():
+        release, _, sae_id = str(source).partition("/")
+        loc = locate(release, sae_id)
+        refuse_transcoder(loc, str(source))
+        _refuse_non_residual(source, loc.hook_name)
         sae = resolve_sae(source, download=download, device=device)
         sha = _state_sha256(sae)
     else:
         sae = load_sae(source, device=device)
         sha = sha256_file(Path(source) / WEIGHTS_FILE)
+    _refuse_non_residual(source, sae.cfg.hook_name)
     layer = next((v for v in (layer, sae.cfg.hook_layer, default_layer) if v is not None), None)
     if layer is None:
         raise ConfigError(f"{source}: cfg.json has no hook_layer; say which layer the SAE reads")
