@@ -127,8 +127,8 @@ def test_sae_train_and_info_cli(tiny_model_dir, corpus, tmp_path):
     assert res.exit_code == 0, res.output
     assert "explained variance" in res.output and "tokens/s" in res.output
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["layer"] == 1 and metrics["mean_l0"] <= 4 and metrics["n_tokens"] > 100
-    assert 0 < metrics["explained_variance"] <= 1
+    assert metrics["layer"] == 1 and metrics["heldout_mean_l0"] <= 4 and metrics["n_tokens"] > 100
+    assert 0 < metrics["heldout_explained_variance"] <= 1 and metrics["n_heldout_tokens"] > 0
     sae = load_sae(out / "sae")
     assert sae.cfg.hook_layer == 1 and sae.cfg.d_in == 32 and sae.cfg.k == 4
     manifest = json.loads((out / "manifest.json").read_text())

@@ -24,10 +24,12 @@ def train(cfg: SAETrainConfig) -> None:
 
     folder, m = run_sae_train(cfg)
     console.print(
-        f"SAE layer {m['layer']} d_sae={m['d_sae']} k={m['k']} on {m['n_tokens']} tokens: "
-        f"explained variance {m['explained_variance']:.3f}, L0 {m['mean_l0']:.1f}, "
-        f"dead {m['dead_fraction']:.1%}, training {m['tokens_per_s']:,.0f} tokens/s\n{folder}",
-        highlight=False)
+        f"SAE layer {m['layer']} d_sae={m['d_sae']} k={m['k']} on {m['n_tokens']:,} tokens x "
+        f"{cfg.epochs} epochs; on {m['n_heldout_tokens']:,} held-out tokens: explained variance "
+        f"{m['heldout_explained_variance']:.3f} (train {m['train_explained_variance']:.3f}), "
+        f"L0 {m['heldout_mean_l0']:.1f}, dead {m['heldout_dead_fraction']:.1%}; dead by the "
+        f"{m['dead_tokens']:,}-token window {m['dead_fraction_window']:.1%}; training "
+        f"{m['tokens_per_s']:,.0f} tokens/s\n{folder}", highlight=False)
 
 
 @command.command("info")

@@ -124,8 +124,9 @@ def _train_saes(st: _Study, spec: ModelSpec, lm: LoadedModel, layers: list[int])
             folder, m = run_sae_train(tcfg, lm=lm, dataset=st.data.datasets["train"])
         st.results.sae.append({
             "model": spec.name, "layer": layer, "d_sae": spec.sae.d_sae, "k": spec.sae.k,
-            "explained_variance": m["explained_variance"], "mean_l0": m["mean_l0"],
-            "dead_fraction": m["dead_fraction"], "tokens_per_s": m["tokens_per_s"],
+            "explained_variance": m["heldout_explained_variance"],  # held-out texts' tokens
+            "mean_l0": m["heldout_mean_l0"], "dead_fraction": m["heldout_dead_fraction"],
+            "tokens_per_s": m["tokens_per_s"],
             "path": str(folder.relative_to(st.out))})
         encoders.append(sae_encoder(folder, device=st.cfg.extract.device))
     return encoders
