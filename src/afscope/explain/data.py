@@ -828,8 +828,6 @@ def build_task_data(cfg: ExplainDataConfig) -> tuple[Path, dict[str, Any]]:
     Writes ``train.jsonl``, ``test.jsonl``, ``vectors.safetensors`` (metadata ``task`` and
     ``width``; no tensors for context ablation), ``stats.json`` and ``manifest.json``.
     """
-    from safetensors.torch import save_file
-
     out = Path(cfg.out)
     src = cfg.input_path
     if out.resolve() == src.resolve():
@@ -856,15 +854,24 @@ def build_task_data(cfg: ExplainDataConfig) -> tuple[Path, dict[str, Any]]:
             run.add_dataset(name, info)
         if "sae" in extra:
             run.add_model("sae", extra["sae"])
-        write_examples(out / TRAIN_FILE, train)
-        write_examples(out / TEST_FILE, test)
-        with atomic_path(out / VECTORS_FILE) as tmp:
-            save_file({k: v.contiguous() for k, v in sorted(vectors.items())}, str(tmp),
-                      metadata={"task": cfg.task, "width": str(stats["width"])})
-            _sort_header_metadata(tmp)
-        atomic_write_json(out / STATS_FILE, stats)
-        for name in (TRAIN_FILE, TEST_FILE, VECTORS_FILE, STATS_FILE):
-            run.add_output(name.split(".")[0], str(out / name))
-        run.add_output("n_train", len(train))
-        run.add_output("n_test", len(test))
+        write_task_folder(run, out, cfg.task, train, test, vectors, stats)
     return out, stats
+
+
+def write_task_folder(run: Any, out: Path, task: str, train: list[Example], test: list[Example],
+                      vectors: dict[str, torch.Tensor], stats: dict[str, Any]) -> None:
+    """Write a task folder's four files (``vectors.safetensors`` byte-stable: sorted tensors and
+    header) and name them in ``run``'s manifest."""
+    from safetensors.torch import save_file
+
+    write_examples(out / TRAIN_FILE, train)
+    write_examples(out / TEST_FILE, test)
+    with atomic_path(out / VECTORS_FILE) as tmp:
+        save_file({k: v.contiguous() for k, v in sorted(vectors.items())}, str(tmp),
+                  metadata={"task": task, "width": str(stats["width"])})
+        _sort_header_metadata(tmp)
+    atomic_write_json(out / STATS_FILE, stats)
+    for name in (TRAIN_FILE, TEST_FILE, VECTORS_FILE, STATS_FILE):
+        run.add_output(name.split(".")[0], str(out / name))
+    run.add_output("n_train", len(train))
+    run.add_output("n_test", len(test))

@@ -549,17 +549,8 @@ def import_introspective(cfg: IIImportConfig) -> tuple[Path, dict[str, Any]]:
     ``features`` (one example per (layer, feature)). Their split is kept. Returns
     ``(out, stats)``.
     """
-    from safetensors.torch import save_file
-
-    from afscope.explain.data import _sort_header_metadata, summarize
-    from afscope.explain.schema import (
-        STATS_FILE,
-        TEST_FILE,
-        TRAIN_FILE,
-        VECTORS_FILE,
-        check_vectors,
-        write_examples,
-    )
+    from afscope.explain.data import summarize, write_task_folder
+    from afscope.explain.schema import check_vectors
 
     if cfg.source is None:
         raise ConfigError("import introspective-interp: give the dataset folder SRC (positional "
@@ -611,15 +602,5 @@ def import_introspective(cfg: IIImportConfig) -> tuple[Path, dict[str, Any]]:
                                      "embedding similarity)"}
         stats.update({"source": {"path": str(src), "task": task}, "note": notes[task],
                       "n_skipped": sum(skipped.values()), "skipped": dict(skipped)})
-        write_examples(out / TRAIN_FILE, train)
-        write_examples(out / TEST_FILE, test)
-        with atomic_path(out / VECTORS_FILE) as tmp:
-            save_file({k: v.contiguous() for k, v in sorted(vectors.items())}, str(tmp),
-                      metadata={"task": ours, "width": str(stats["width"])})
-            _sort_header_metadata(tmp)
-        atomic_write_json(out / STATS_FILE, stats)
-        for name in (TRAIN_FILE, TEST_FILE, VECTORS_FILE, STATS_FILE):
-            run.add_output(name.split(".")[0], str(out / name))
-        run.add_output("n_train", len(train))
-        run.add_output("n_test", len(test))
+        write_task_folder(run, out, ours, train, test, vectors, stats)
     return out, stats
