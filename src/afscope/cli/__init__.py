@@ -68,6 +68,13 @@ def main(ctx: click.Context, verbose: int, quiet: bool) -> None:
     from afscope import progress
 
     progress.set_quiet(quiet)
+    if quiet:  # tqdm bars of transformers / huggingface_hub / datasets
+        import os
+
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     ctx.obj = {"quiet": quiet, "verbose": verbose}
 
 
