@@ -231,8 +231,13 @@ def _autointerp(st: _Study, caches: dict[str, dict[str, ActivationCache]]) -> No
     if rows and described < len(rows):
         st.results.verdicts.append(
             f"Autointerp: {described} of {len(rows)} feature descriptions by {backend.describe()} "
-            f"could be parsed; the rest are counted as parse failures, not guessed. A small local "
-            f"model rarely follows the answer format: set autointerp.llm to a stronger backend.")
+            f"could be parsed; the rest are counted as parse failures, not guessed.")
+    llm = st.cfg.autointerp.llm if st.cfg.autointerp is not None else None
+    if rows and (llm is None or llm.backend == "transformers"):
+        st.results.verdicts.append(
+            "Autointerp ran on a local model: its answers are constrained to the format (they "
+            "parse), but a model this small describes and labels features weakly; point "
+            "autointerp.llm at a stronger backend (vLLM, Anthropic) before trusting them.")
     selected = selected_ids(st.out / "features" / _slug(model) / f"L{layer}")
     if selected:
         Xs = {n: c.sae_features(layer, "max")[:, selected] for n, c in caches[model].items()}
