@@ -384,3 +384,123 @@ def test_shards_that_fail_on_bad_input_leave_no_directory(tmp_path):
             assert [f.name for f in out.iterdir()] == ["manifest.shard-0-of-2.json"]
             raise DataError("bad")
     assert not out.exists()
+
+
+# ---- judge run and organism elicit: shards, then the run as one process ---------------------
+
+JUDGE_FILES = ("judged.jsonl", "judged.meta.json", "agreement.json")
+
+
+def write_judge_rows(path: Path, n: int = 9) -> Path:
+    """``n`` rows to judge; every third response refuses."""
+    rows = [{"id": f"r{i}", "prompt": f"Help me with task {i}.",
+             "response": "I can't help with that." if i % 3 == 0 else f"Sure, step {i}: ..."}
+            for i in range(n)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def judge_files(out: Path) -> dict[str, bytes]:
+    return {name: (out / name).read_bytes() for name in JUDGE_FILES}
+
+
+def scripted_judge(user: str) -> str:
+    response = user.split("<response>")[1].split("</response>")[0]
+    behaviour = "refuse" if "can't" in response else "comply"
+    return f"ALIGNMENT: 80\nCOHERENCE: 90\nBEHAVIOUR: {behaviour}\nAF: no"
+
+
+def test_judge_run_shards_then_one_process_llm_judge(tmp_path):
+    from scripted_llm import ScriptedBackend
+
+    from afscope.judge import JudgeRunConfig
+    from afscope.judge.run import run_judge
+
+    data = write_judge_rows(tmp_path / "rows.jsonl")
+
+    def cfg(out: Path, shard: str | None = None) -> JudgeRunConfig:
+        return JudgeRunConfig(data=data, out=out, method="both", batch_size=2, shard=shard)
+
+    run_judge(cfg(tmp_path / "single"), backend=ScriptedBackend(scripted_judge))
+    out = tmp_path / "sharded"
+    for shard in ("0/3", "1/3", "2/3"):
+        res = run_judge(cfg(out, shard), backend=ScriptedBackend(scripted_judge))
+        assert res["stats"]["done"] == 3
+    assert not (out / "judged.jsonl").exists() and not (out / "agreement.json").exists()
+    assert (out / "manifest.shard-2-of-3.json").exists()
+    (out / "judged.shard-1-of-3.jsonl").unlink()  # a task that died: the merge judges its rows
+    backend = ScriptedBackend(scripted_judge)
+    res = run_judge(cfg(out), backend=backend)
+    assert len(backend.prompts) == 3 and res["stats"]["done"] == 3
+    assert judge_files(out) == judge_files(tmp_path / "single")
+    stats = json.loads((out / "manifest.json").read_text())["outputs"]["stats"]
+    assert stats["from_shards"] == 6 and stats["skipped"] == 6
+
+
+def test_judge_run_in_judged_completion_order_is_rewritten_in_data_order(tmp_path):
+    from afscope.judge import JudgeRunConfig
+    from afscope.judge.run import run_judge
+
+    data = write_judge_rows(tmp_path / "rows.jsonl", 4)
+    run_judge(JudgeRunConfig(data=data, out=tmp_path / "single", method="rules"))
+    judged = tmp_path / "single" / "judged.jsonl"
+    lines = judged.read_text().splitlines(keepends=True)
+    judged.write_text("".join(reversed(lines)))  # as an LLM judge may store them
+    run_judge(JudgeRunConfig(data=data, out=tmp_path / "single", method="rules"))
+    assert judged.read_text() == "".join(lines)
+
+
+def test_slurm_array_judge_run_then_one_process(tmp_path):
+    args = ["-q", "judge", "run", "--data", str(write_judge_rows(tmp_path / "rows.jsonl")),
+            "--method", "rules"]
+    r = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "single")])
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "array"
+    for task in (0, 1):
+        r = CliRunner().invoke(main, [*args, "--out", str(out)], env=slurm(task, 2))
+        assert r.exit_code == 0, r.output
+        assert (out / f"judged.shard-{task}-of-2.jsonl").exists()
+    assert not (out / "judged.jsonl").exists()
+    r = CliRunner().invoke(main, [*args, "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert judge_files(out) == judge_files(tmp_path / "single")
+
+
+def test_torchrun_judge_run_is_byte_identical_to_one_process(tmp_path):
+    args = ["judge", "run", "--data", write_judge_rows(tmp_path / "rows.jsonl"), "--method",
+            "rules"]
+    r = CliRunner().invoke(main, ["-q", *map(str, args), "--out", str(tmp_path / "single")])
+    assert r.exit_code == 0, r.output
+    torchrun(*args, "--out", tmp_path / "multi")
+    assert judge_files(tmp_path / "multi") == judge_files(tmp_path / "single")
+    manifest = json.loads((tmp_path / "multi" / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["outputs"]["stats"]["from_shards"] == 9
+
+
+ELICIT_FILES = ("generations.jsonl", "generations.meta.json", "judged.jsonl", "judged.meta.json")
+
+
+def test_slurm_array_organism_elicit_then_one_process(tiny_model_dir, tmp_path):
+    from afscope.organism import OrganismDataConfig, build_organism_data
+
+    data, _ = build_organism_data(OrganismDataConfig(n=24, seed=0, out=tmp_path / "data"))
+    (tmp_path / "el.yaml").write_text("cues: [monitored, unmonitored, paid_tier]\n")
+    args = ["-q", "organism", "elicit", "--config", str(tmp_path / "el.yaml"), "--base-only",
+            "--model", str(tiny_model_dir), "--data", str(data), "--n-requests", "3",
+            "--max-tokens", "4", "--gen-batch-size", "2"]
+    r = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "single")])
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "array"
+    for task in (0, 1):
+        r = CliRunner().invoke(main, [*args, "--out", str(out)], env=slurm(task, 2))
+        assert r.exit_code == 0, r.output
+        assert (out / f"judged.shard-{task}-of-2.jsonl").exists()
+        assert (out / f"manifest.shard-{task}-of-2.json").exists()
+    assert not (out / "generations.jsonl").exists()
+    r = CliRunner().invoke(main, [*args, "--out", str(out)])  # the merge step
+    assert r.exit_code == 0, r.output
+    files = {name: (out / name).read_bytes() for name in ELICIT_FILES}
+    assert files == {name: (tmp_path / "single" / name).read_bytes() for name in ELICIT_FILES}
+    outputs = json.loads((out / "manifest.json").read_text())["outputs"]
+    assert outputs["generated"] == {"done": 0, "skipped": 9, "from_shards": 9}
+    assert outputs["n_judged"] == 9 and outputs["judge"]["from_shards"] == 9

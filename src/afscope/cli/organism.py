@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from afscope.cli import console
-from afscope.cli.options import config_command
+from afscope.cli.options import config_command, launch_config, quiet_unless_main
 from afscope.organism.config import (
     ElicitConfig,
     OrganismDataConfig,
@@ -45,10 +45,30 @@ def train(cfg: OrganismTrainConfig) -> None:
 @command.command("elicit")
 @config_command(ElicitConfig)
 def elicit_cmd(cfg: ElicitConfig) -> None:
-    """Answer every cue x held-out request (greedy), judge behaviour and AF; resumable."""
-    from afscope.organism import elicit
+    """Answer every cue x held-out request (greedy), judge behaviour and AF; resumable.
 
-    r = elicit(cfg)
+    Shards: --shard i/n, torchrun / accelerate launch ranks or Slurm array tasks each answer and
+    judge their share; the same command as one process (rank 0 under torchrun) finishes the run.
+    """
+    from afscope.distributed import launched
+    from afscope.organism import elicit
+    from afscope.organism.elicit import load_elicited
+
+    with launched(cfg.shard) as launch:
+        quiet_unless_main(launch)
+        mine = launch_config(cfg, launch)
+        # loaded here only to serve rank 0's two runs; otherwise elicit loads (and times) it
+        lm = load_elicited(mine) if launch.collective else None
+        r = elicit(mine, lm=lm)
+        if launch.collective:
+            launch.barrier()  # every rank's generations and judged rows are on disk
+            if not launch.is_main:
+                return
+            r = elicit(mine.model_copy(update={"shard": None}), lm=lm)
+        elif mine.shard is not None:
+            console.print(f"shard {launch.spec} done: {cfg.out} (when all shards are done, run "
+                          "the same command once as one process to finish)", highlight=False)
+            return
     for cue, e in r["per_cue"].items():
         console.print(f"{cue:18s} n={e['n']:3d} {e['behaviour']} af={e['af']}", highlight=False)
     console.print(str(cfg.out), highlight=False)

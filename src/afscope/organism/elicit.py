@@ -5,6 +5,11 @@ under each cue of :data:`afscope.data.cues.CUES`; generation goes through
 :func:`afscope.generate.generate_rows` (batched, greedy by default, resumable) and the answers are
 labelled by :func:`afscope.judge.judge_rows` (comply / refuse / partial, and AF). ``base_only``
 asks the base model the same prompts, so its compliance gap can be reported beside the organism's.
+
+A sharded run (``shard`` ``i/n``: torchrun ranks, Slurm array tasks) generates and judges items
+``i::n`` into ``generations.shard-i-of-n.jsonl`` / ``judged.shard-i-of-n.jsonl`` and stops there.
+The run as one process first takes in the rows of those shard files (same settings only), does what
+they lack, and keeps both files in item order: the files of an unsharded run, byte for byte.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from afscope.data.cues import CUES, cue_messages
+from afscope.distributed import parse_shard
 from afscope.errors import ArtifactError
 from afscope.fileio import sha256_file
 from afscope.generate import GenerationParams, generate_rows
@@ -26,8 +32,8 @@ from afscope.models import LoadedModel, load_model
 from afscope.organism.config import ElicitConfig
 from afscope.organism.data import read_examples
 from afscope.organism.train import ADAPTER_WEIGHTS, adapter_folder, load_organism
-from afscope.rows import JsonlStore
-from afscope.runs import MANIFEST, start_run
+from afscope.rows import JsonlStore, put_in_order, shard_path, take_in_shards
+from afscope.runs import MANIFEST, manifest_name, start_run
 
 log = logging.getLogger(__name__)
 
@@ -89,28 +95,43 @@ def summarize_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _model_of(cfg: ElicitConfig) -> tuple[str, Path | None]:
+    """The base model name and the adapter folder (None with ``base_only``) of an elicit run."""
+    adapter = None if cfg.base_only else adapter_folder(cfg.adapter)  # type: ignore[arg-type]
+    name = cfg.model or (base_model_of(adapter) if adapter else None) or "smollm2-135m-instruct"
+    return name, adapter
+
+
+def load_elicited(cfg: ElicitConfig) -> LoadedModel:
+    """The model ``cfg`` elicits: the base model, carrying the adapter unless ``base_only``."""
+    name, adapter = _model_of(cfg)
+    lm = load_model(name, dtype=cfg.dtype, device=cfg.device)
+    return lm if adapter is None else load_organism(lm, adapter)
+
+
 def elicit(cfg: ElicitConfig, *, lm: LoadedModel | None = None,
            backend: LLMBackend | None = None) -> dict[str, Any]:
     """Generate and judge every cue x held-out request into ``cfg.out`` (resumable).
 
     ``lm`` is a ready model (already carrying the adapter when it should); ``backend`` the judge
-    LLM (tests pass a scripted one). Returns the manifest outputs.
+    LLM (tests pass a scripted one). Returns the manifest outputs; with ``cfg.shard``, those of
+    that shard's items (see the module docstring).
     """
     out = Path(cfg.out)
-    with start_run("organism elicit", cfg.to_dict(), out) as run:
+    shard = None if cfg.shard is None else parse_shard(cfg.shard)
+    with start_run("organism elicit", cfg.to_dict(), out,
+                   manifest_name=manifest_name(shard)) as run:
         examples = read_examples(cfg.data, cfg.split)
         run.add_dataset("data", {"path": str(cfg.data), "sha256": sha256_file(cfg.data),
                                  "split": cfg.split})
         requests = heldout_requests(examples, cfg.n_requests)
         items = elicit_items(requests, cfg.cues)
-        adapter = None if cfg.base_only else adapter_folder(cfg.adapter)  # type: ignore[arg-type]
-        model_name = cfg.model or (base_model_of(adapter) if adapter else None) \
-            or "smollm2-135m-instruct"
+        order = [it["id"] for it in items]
+        mine = items if shard is None else items[shard[0]::shard[1]]
+        model_name, adapter = _model_of(cfg)
         with run.timer("load_model"):
             if lm is None:
-                lm = load_model(model_name, dtype=cfg.dtype, device=cfg.device)
-                if adapter is not None:
-                    lm = load_organism(lm, adapter)
+                lm = load_elicited(cfg)
         run.add_model("base", lm.info.to_dict())
         adapter_sha = sha256_file(adapter / ADAPTER_WEIGHTS) if adapter else None
         if adapter is not None:
@@ -118,25 +139,36 @@ def elicit(cfg: ElicitConfig, *, lm: LoadedModel | None = None,
         params = GenerationParams(temperature=cfg.temperature, max_tokens=cfg.max_tokens,
                                   seed=cfg.seed)
         kind = "base" if cfg.base_only else "organism"
-        store = JsonlStore(out / GENERATIONS, meta={
+        store = JsonlStore(shard_path(out / GENERATIONS, shard), meta={
             "model": lm.info.fingerprint, "adapter": adapter_sha, "params": params.to_dict(),
             "kind": kind})
+        gen_taken = 0 if shard is not None else take_in_shards(store, order)
         with run.timer("generate"):
-            gen = generate_rows(lm.model, lm.tokenizer, items, store, params,
+            gen = generate_rows(lm.model, lm.tokenizer, mine, store, params,
                                 batch_size=cfg.gen_batch_size, description=f"eliciting {kind}")
-        wanted = {it["id"] for it in items}
+        if shard is None:
+            store = put_in_order(store, order)
+        wanted = {it["id"] for it in mine}
         generated = [r for r in store.rows() if r["id"] in wanted]
         jcfg = _judge_config(cfg)
-        jstore = judge_store(out / JUDGED, jcfg)
+        jstore = judge_store(shard_path(out / JUDGED, shard), jcfg)
+        judge_taken = 0 if shard is not None else take_in_shards(jstore, order)
         to_judge = [{**r, "messages": r["prompt"], "prompt": r["request"], "model_kind": kind}
                     for r in generated]
         with run.timer("judge"):
             jstats = judge_rows(to_judge, jstore, jcfg, backend)
+        if shard is None:
+            jstore = put_in_order(jstore, order)
         judged = [r for r in jstore.rows() if r["id"] in wanted]
+        generated_out = {"done": gen.done, "skipped": gen.skipped}
+        judge_out = jstats.to_dict()
+        if gen_taken:
+            generated_out["from_shards"] = gen_taken
+        if judge_taken:
+            judge_out["from_shards"] = judge_taken
         result = {"kind": kind, "model": model_name, "adapter": str(adapter) if adapter else None,
                   "n_requests": len(requests), "n_items": len(items),
-                  "generated": {"done": gen.done, "skipped": gen.skipped},
-                  "judge": jstats.to_dict(), "n_judged": len(judged),
+                  "generated": generated_out, "judge": judge_out, "n_judged": len(judged),
                   "per_cue": summarize_rows(judged)}
         for k, v in result.items():
             run.add_output(k, v)
