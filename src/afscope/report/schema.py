@@ -149,7 +149,7 @@ class SAEInfo(_Model):
     layer: int
     d_sae: int
     k: int
-    explained_variance: float
+    explained_variance: float  # this and the next two: on tokens of held-out texts
     mean_l0: float
     dead_fraction: float
     tokens_per_s: float
