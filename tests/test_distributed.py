@@ -504,3 +504,24 @@ def test_slurm_array_organism_elicit_then_one_process(tiny_model_dir, tmp_path):
     outputs = json.loads((out / "manifest.json").read_text())["outputs"]
     assert outputs["generated"] == {"done": 0, "skipped": 9, "from_shards": 9}
     assert outputs["n_judged"] == 9 and outputs["judge"]["from_shards"] == 9
+
+
+@pytest.mark.parametrize("bad", ["4/4", "1/0", "x", "-1/2", "1/2/3"])
+def test_every_shardable_config_refuses_a_bad_shard(bad):
+    from pydantic import ValidationError
+
+    from afscope.counterfactual.config import ContextConfig, SteeringConfig
+    from afscope.extract.config import ExtractConfig
+    from afscope.generate.config import GenerateConfig
+    from afscope.judge.config import JudgeRunConfig
+    from afscope.organism.config import ElicitConfig
+
+    for cls in (ExtractConfig, GenerateConfig, ContextConfig, SteeringConfig, JudgeRunConfig,
+                ElicitConfig):
+        cfg = cls.model_construct(base_only=True) if cls is ElicitConfig else cls.model_construct()
+        with pytest.raises(ValidationError, match="0 <= i < n"):
+            cfg.shard = bad  # configs validate on assignment, as on construction
+        cfg.shard = "1/4"
+        assert cfg.shard == "1/4"
+    assert ExtractConfig.model_construct(shard="2/3").shard_index == (2, 3)
+    assert ExtractConfig.model_construct().shard_index == (0, 1)

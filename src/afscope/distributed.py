@@ -33,7 +33,9 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator
 
 from afscope.errors import ConfigError
 
@@ -51,12 +53,25 @@ only ever follows a hung rank."""
 _SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
 
-def parse_shard(spec: str) -> tuple[int, int]:
-    """``"i/n"`` (0-based ``i``) -> ``(i, n)``."""
-    m = _SHARD.match(spec)
-    if not m or not 0 <= int(m.group(1)) < int(m.group(2)):
+def parse_shard(spec: str | tuple[int, int] | None) -> tuple[int, int] | None:
+    """``"i/n"`` (0-based ``i``) or ``(i, n)`` -> ``(i, n)``; None (no shard) stays None."""
+    if spec is None:
+        return None
+    m = _SHARD.match(spec) if isinstance(spec, str) else None
+    i, n = (int(m.group(1)), int(m.group(2))) if m else (spec if isinstance(spec, tuple)
+                                                          else (-1, 0))
+    if not 0 <= i < n:
         raise ConfigError(f"--shard {spec!r}: expected i/n with 0 <= i < n, e.g. 0/4")
-    return int(m.group(1)), int(m.group(2))
+    return i, n
+
+
+def _check_shard(spec: str | None) -> str | None:
+    parse_shard(spec)
+    return spec
+
+
+ShardSpec = Annotated[str | None, AfterValidator(_check_shard)]
+"""The ``shard`` field of every shardable command's config: ``"i/n"`` or None, checked once here."""
 
 
 @dataclass(frozen=True)

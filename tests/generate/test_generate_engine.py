@@ -158,7 +158,7 @@ def test_generate_rows_resumes_shards_and_copies_fields(lm, tiny_tokenizer, tmp_
     assert again.done == 0 and again.skipped == 6
     with pytest.raises(DataError, match="duplicate id"):
         generate_rows(lm, tiny_tokenizer, items + items[:1], JsonlStore(tmp_path / "x.jsonl"), p)
-    with pytest.raises(DataError, match="i/n"):
+    with pytest.raises(ConfigError, match="i/n"):  # the one shard parser: a flag error
         generate_rows(lm, tiny_tokenizer, items, JsonlStore(tmp_path / "y.jsonl"), p, shard="a")
 
 

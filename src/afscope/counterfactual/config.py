@@ -14,7 +14,7 @@ from pydantic import Field, field_validator, model_validator
 
 from afscope.config import BaseConfig
 from afscope.data.cues import MONITORED_SYSTEM, UNMONITORED_SYSTEM
-from afscope.distributed import parse_shard
+from afscope.distributed import ShardSpec
 from afscope.judge import JudgeConfig
 from afscope.judge.config import Method, judge_llm_flag
 from afscope.llm import LLMConfig
@@ -65,17 +65,10 @@ class CounterfactualConfig(BaseConfig):
     min_changed_rate: float = Field(0.2, ge=0.0, le=1.0, description="Warn when fewer records "
                                     "than this change behaviour (seed 000: <20% = noisy data).")
     # scale-out
-    shard: str | None = Field(None, description="i/n: generate and label only items i, i+n, ... "
+    shard: ShardSpec = Field(None, description="i/n: generate and label only items i, i+n, ... "
                               "(0-based) into generations/labels.shard-i-of-n.jsonl; the same "
                               "command run as one process (rank 0 under torchrun does it) takes "
                               "the shards in and writes the dataset.")
-
-    @field_validator("shard")
-    @classmethod
-    def _check_shard(cls, v: str | None) -> str | None:
-        if v is not None:
-            parse_shard(v)
-        return v
 
     @field_validator("llm", mode="before")
     @classmethod

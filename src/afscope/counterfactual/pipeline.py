@@ -51,7 +51,7 @@ def load_target(cfg: CounterfactualConfig, run: Run, lm: LoadedModel | None) -> 
 
 def shard_of(cfg: CounterfactualConfig) -> tuple[int, int] | None:
     """``(i, n)`` of a sharded build, None for the build as one process."""
-    return None if cfg.shard is None else parse_shard(cfg.shard)
+    return parse_shard(cfg.shard)
 
 
 def my_items(items: Sequence[dict[str, Any]], cfg: CounterfactualConfig) -> list[dict[str, Any]]:

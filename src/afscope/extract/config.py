@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from afscope.config import BaseConfig
+from afscope.distributed import ShardSpec, parse_shard
 
 Pool = Literal["max", "mean", "last"]
-_SHARD = re.compile(r"^(\d+)/(\d+)$")
 
 
 class ExtractConfig(BaseConfig):
@@ -34,7 +33,7 @@ class ExtractConfig(BaseConfig):
         "(benchmarks/bench_extract.py), raise it on a GPU."))
     chunk_size: int = Field(256, gt=0,
                             description="Records per shard file; the unit of resume and --shard.")
-    shard: str | None = Field(None, description=(
+    shard: ShardSpec = Field(None, description=(
         "Process only shard i/n of the chunks, e.g. 0/4 (under torchrun / accelerate launch or "
         "in a Slurm array it comes from the environment)."))
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32",
@@ -50,19 +49,6 @@ class ExtractConfig(BaseConfig):
     overwrite: bool = Field(False, description="Replace a cache made from another config.")
     seed: int = Field(0, description="Seed (extraction is deterministic; recorded for the run).")
 
-    @field_validator("shard")
-    @classmethod
-    def _check_shard(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        m = _SHARD.match(v)
-        if not m or int(m.group(2)) == 0 or int(m.group(1)) >= int(m.group(2)):
-            raise ValueError("expected i/n with 0 <= i < n, e.g. 0/4")
-        return v
-
     @property
     def shard_index(self) -> tuple[int, int]:
-        if self.shard is None:
-            return 0, 1
-        i, n = self.shard.split("/")
-        return int(i), int(n)
+        return parse_shard(self.shard) or (0, 1)

@@ -5,9 +5,10 @@
 ...                 steering=Steering({12: v}, alpha=4.0, positions="generated"))
 """
 
+from afscope.distributed import parse_shard
 from afscope.generate.engine import Generation, encode_prompts, generate, render_prompt
 from afscope.generate.params import GenerationParams, apply_stop
-from afscope.generate.rows import GenerateStats, generate_rows, parse_shard, row_seed
+from afscope.generate.rows import GenerateStats, generate_rows, row_seed
 from afscope.generate.steering import POSITIONS, Steering
 
 __all__ = [

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from afscope.config import BaseConfig
+from afscope.distributed import ShardSpec
 from afscope.generate.params import GenerationParams
 
 
@@ -27,7 +28,7 @@ class GenerateConfig(BaseConfig):
     stop: list[str] = Field(default_factory=list, description="Stop strings (answer cut before).")
     n_generations: int = Field(1, ge=1, description="Answers per prompt (ids <id>#<k>).")
     batch_size: int = Field(16, ge=1, description="Rows per generate call.")
-    shard: str | None = Field(None, description="i/n: this process does rows i, i+n, ... "
+    shard: ShardSpec = Field(None, description="i/n: this process does rows i, i+n, ... "
                               "(0-based) into generations.shard-i-of-n.jsonl (under torchrun / "
                               "accelerate launch or in a Slurm array it comes from the "
                               "environment).")

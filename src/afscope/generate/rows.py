@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from afscope.distributed import parse_shard
 from afscope.errors import DataError
 from afscope.generate.engine import generate
 from afscope.generate.params import GenerationParams
@@ -38,21 +39,6 @@ def stored_prompt(prompt: Any) -> Any:
 def row_seed(seed: int, row_id: str) -> int:
     """The sampling seed of one row: fixed by the run seed and the row id, never by batching."""
     return (seed * 2_654_435_761 + zlib.crc32(row_id.encode("utf-8"))) % (2**31 - 1)
-
-
-def parse_shard(spec: str | tuple[int, int] | None) -> tuple[int, int] | None:
-    """``"i/n"`` (0-based ``i``) -> ``(i, n)``; None stays None."""
-    if spec is None or isinstance(spec, tuple):
-        shard = spec
-    else:
-        try:
-            i, n = (int(x) for x in spec.split("/"))
-        except ValueError:
-            raise DataError(f"shard {spec!r}: expected i/n, e.g. 0/4") from None
-        shard = (i, n)
-    if shard is not None and not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
-        raise DataError(f"shard {shard[0]}/{shard[1]}: expected 0 <= i < n")
-    return shard
 
 
 def generate_rows(

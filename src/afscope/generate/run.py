@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from afscope.data.cues import cue_messages
+from afscope.distributed import parse_shard
 from afscope.errors import ArtifactError
 from afscope.fileio import sha256_file
 from afscope.generate.config import GenerateConfig
 from afscope.generate.prompts import load_prompts
-from afscope.generate.rows import GenerateStats, generate_rows, parse_shard
+from afscope.generate.rows import GenerateStats, generate_rows
 from afscope.generate.steering import Steering
 from afscope.models import LoadedModel, load_model
 from afscope.rows import JsonlStore, meta_path, write_rows

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from afscope.config import BaseConfig
-from afscope.distributed import parse_shard
+from afscope.distributed import ShardSpec
 from afscope.llm.config import LLMConfig, llm_from_flag
 
 Method = Literal["rules", "llm", "both"]
@@ -61,14 +61,7 @@ class JudgeRunConfig(JudgeConfig):
                        "'response' (e.g. afscope generate output); other fields are kept.")
     out: Path = Field(Path("runs/judge"), description="Run directory (judged.jsonl, "
                       "agreement.json, manifest.json); rerun to resume.")
-    shard: str | None = Field(None, description="i/n: judge only rows i, i+n, ... (0-based) into "
+    shard: ShardSpec = Field(None, description="i/n: judge only rows i, i+n, ... (0-based) into "
                               "judged.shard-i-of-n.jsonl; the same command run as one process "
                               "(rank 0 under torchrun does it) takes the shards in and writes "
                               "judged.jsonl and agreement.json.")
-
-    @field_validator("shard")
-    @classmethod
-    def _check_shard(cls, v: str | None) -> str | None:
-        if v is not None:
-            parse_shard(v)
-        return v

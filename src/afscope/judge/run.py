@@ -43,7 +43,7 @@ def run_judge(cfg: JudgeRunConfig, backend: LLMBackend | None = None) -> dict[st
     ``agreement.json`` written); see the module docstring.
     """
     rows = read_rows(cfg.data)
-    shard = None if cfg.shard is None else parse_shard(cfg.shard)
+    shard = parse_shard(cfg.shard)
     order = [r.get("id") for r in rows]  # judge_rows checks them
     mine = rows if shard is None else rows[shard[0]::shard[1]]
     with start_run("judge run", cfg.to_dict(), cfg.out,

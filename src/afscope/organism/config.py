@@ -13,7 +13,7 @@ from pydantic import Field, field_validator, model_validator
 
 from afscope.config import BaseConfig
 from afscope.data.cues import CUES
-from afscope.distributed import parse_shard
+from afscope.distributed import ShardSpec
 from afscope.features.config import LLMFields
 
 DType = Literal["float32", "bfloat16", "float16"]
@@ -115,7 +115,7 @@ class ElicitConfig(LLMFields):
     device: str = Field("cpu", description="torch device.")
     seed: int = Field(0, description="Sampling seed (greedy ignores it).")
     out: Path = Field(Path("runs/organism-elicit"), description="Run directory.")
-    shard: str | None = Field(None, description="i/n: generate and judge only items i, i+n, ... "
+    shard: ShardSpec = Field(None, description="i/n: generate and judge only items i, i+n, ... "
                               "(0-based) into generations/judged.shard-i-of-n.jsonl; the same "
                               "command run as one process (rank 0 under torchrun does it) takes "
                               "the shards in and finishes the run.")
@@ -124,13 +124,6 @@ class ElicitConfig(LLMFields):
     @classmethod
     def _cues(cls, v: list[str]) -> list[str]:
         return _check_cues(v, None, "cues")
-
-    @field_validator("shard")
-    @classmethod
-    def _check_shard(cls, v: str | None) -> str | None:
-        if v is not None:
-            parse_shard(v)
-        return v
 
     @model_validator(mode="after")
     def _adapter(self) -> ElicitConfig:

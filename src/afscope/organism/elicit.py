@@ -118,7 +118,7 @@ def elicit(cfg: ElicitConfig, *, lm: LoadedModel | None = None,
     that shard's items (see the module docstring).
     """
     out = Path(cfg.out)
-    shard = None if cfg.shard is None else parse_shard(cfg.shard)
+    shard = parse_shard(cfg.shard)
     with start_run("organism elicit", cfg.to_dict(), out,
                    manifest_name=manifest_name(shard)) as run:
         examples = read_examples(cfg.data, cfg.split)
