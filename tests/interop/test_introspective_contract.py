@@ -13,6 +13,7 @@ the exported rows and the exported config and must match the export's report.
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import re
 from pathlib import Path
@@ -526,3 +527,26 @@ def test_cli_export_import_and_pickle_refusal(features_task, context_run, tmp_pa
     assert res.exit_code == 2 and "not an earlier" in res.output
     res = runner.invoke(main, ["export", "introspective-interp", "--out", str(tmp_path / "z")])
     assert res.exit_code == 2 and "RUN_OR_TASK_DIR" in res.output
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_a_trusted_pickle_still_cannot_run_code(tmp_path, monkeypatch):
+    import numpy as np
+
+    from afscope.interop.introspective import read_pickle
+
+    monkeypatch.chdir(tmp_path)
+    good = {"w": torch.arange(6.0).reshape(2, 3), "a": np.arange(3, dtype=np.float32),
+            "keys": [((3, 5), {"chosen_label": "x", "all_labels": ["x"], "all_label_scores": []})]}
+    (tmp_path / "good.pkl").write_bytes(pickle.dumps(good, protocol=4))
+    back = read_pickle(tmp_path / "good.pkl", trust=True)
+    torch.testing.assert_close(back["w"], good["w"])
+    assert np.array_equal(back["a"], good["a"]) and back["keys"] == good["keys"]
+    (tmp_path / "evil.pkl").write_bytes(pickle.dumps(_Evil()))
+    with pytest.raises(DataError, match="evil.pkl: the pickle names posix.system"):
+        read_pickle(tmp_path / "evil.pkl", trust=True)
+    assert not (tmp_path / "pwned").exists()

@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import pickle
 import shutil
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -144,8 +145,6 @@ def _read_parquet(paths: Sequence[Path]) -> list[dict[str, Any]]:
 
 def write_pickle(path: Path, obj: Any) -> Path:
     """Pickle ``obj`` atomically: only for the files introspective-interp reads as pickles."""
-    import pickle
-
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         pickle.dump(obj, fh, protocol=4)
     return path
@@ -157,15 +156,55 @@ def read_pickle(path: Path, trust: bool) -> Any:
         raise ConfigError(f"{path}: is a pickle file; unpickling runs code stored in the file. "
                           "afscope reads pickles only when you pass --trust-pickle (do so only for "
                           "files from a source you trust)")
-    import pickle
-
     if not path.is_file():
         raise ArtifactError(f"{path}: not found")
     with open(path, "rb") as fh:
         try:
-            return pickle.load(fh)  # noqa: S301 - the user vouched for this file
+            return _TensorUnpickler(fh).load()
+        except DataError as e:
+            raise DataError(f"{path}: {e}") from None
         except Exception as e:  # a corrupt pickle can raise nearly anything
             raise DataError(f"{path}: could not unpickle: {type(e).__name__}: {e}") from None
+
+
+def _storage_from_bytes(data: bytes) -> Any:
+    """What ``torch.storage._load_from_bytes`` does, without running a pickle inside the bytes."""
+    import io
+
+    return torch.load(io.BytesIO(data), weights_only=True)
+
+
+def _allowed_globals() -> dict[tuple[str, str], Any]:
+    """The only callables a pickle of introspective-interp's files may name: rebuilding tensors
+    and numpy arrays, and ordered dicts. Everything else (``os.system``, ...) is refused."""
+    import collections
+
+    import numpy as np
+
+    allowed: dict[tuple[str, str], Any] = {
+        ("collections", "OrderedDict"): collections.OrderedDict,
+        ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+        ("torch.storage", "_load_from_bytes"): _storage_from_bytes,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+    }
+    multiarray = (getattr(np, "_core", None) or np.core).multiarray  # numpy 2 / numpy 1
+    for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed[(mod, "_reconstruct")] = multiarray._reconstruct
+        allowed[(mod, "scalar")] = multiarray.scalar
+    return allowed
+
+
+class _TensorUnpickler(pickle.Unpickler):
+    """``pickle.Unpickler`` that resolves only :func:`_allowed_globals`: even a file the user
+    trusts gets no way to run code beyond rebuilding tensors, arrays and plain containers."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        fn = _allowed_globals().get((module, name))
+        if fn is None:
+            raise DataError(f"the pickle names {module}.{name}, which afscope does not load "
+                            "(only tensors, numpy arrays and plain containers)")
+        return fn
 
 
 def _yaml(obj: Any) -> str:
