@@ -14,6 +14,20 @@ from click.testing import CliRunner
 from afscope.cli import main
 
 
+def invoke_raising(exc: BaseException):
+    """Run ``afscope boom``, a command that raises ``exc``, through the real CLI group."""
+
+    @click.command("boom")
+    def boom() -> None:
+        raise exc
+
+    main.add_command(boom)
+    try:
+        return CliRunner().invoke(main, ["boom"])
+    finally:
+        main.commands.pop("boom")
+
+
 def _boom(*args, **kwargs):
     raise RuntimeError("disk on fire\nsecond line of detail")
 
@@ -51,15 +65,7 @@ def test_verbose_prints_the_traceback(tmp_path, synth_fails):
 def test_failure_before_any_run_dir_logs_under_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("AFSCOPE_CACHE", str(tmp_path / "cache"))
 
-    @click.command("boom")
-    def boom() -> None:
-        raise KeyError("no run dir yet")
-
-    main.add_command(boom)
-    try:
-        result = CliRunner().invoke(main, ["boom"])
-    finally:
-        main.commands.pop("boom")
+    result = invoke_raising(KeyError("no run dir yet"))
     assert result.exit_code == 1
     logs = list((tmp_path / "cache" / "logs").glob("error-*.log"))
     assert len(logs) == 1 and "KeyError: 'no run dir yet'" in logs[0].read_text()
@@ -71,15 +77,7 @@ def test_failure_before_any_run_dir_logs_under_the_cache(tmp_path, monkeypatch):
     ("peft.tuners", "the module 'peft' is not installed in"),
 ])
 def test_a_missing_package_is_named(module, expected):
-    @click.command("boom")
-    def boom() -> None:
-        raise ModuleNotFoundError(f"No module named {module!r}", name=module)
-
-    main.add_command(boom)
-    try:
-        result = CliRunner().invoke(main, ["boom"])
-    finally:
-        main.commands.pop("boom")
+    result = invoke_raising(ModuleNotFoundError(f"No module named {module!r}", name=module))
     assert result.exit_code == 2
     assert expected in " ".join(result.stderr.split())
     assert "Traceback" not in result.output

@@ -450,19 +450,30 @@ def test_judge_run_in_judged_completion_order_is_rewritten_in_data_order(tmp_pat
     assert judged.read_text() == "".join(lines)
 
 
-def test_slurm_array_judge_run_then_one_process(tmp_path):
-    args = ["-q", "judge", "run", "--data", str(write_judge_rows(tmp_path / "rows.jsonl")),
-            "--method", "rules"]
+def single_and_slurm_array(args: list[str], tmp_path, shard_files: list[str],
+                           unmerged: str):
+    """Run ``afscope ARGS`` once into ``single/``, then as two Slurm array tasks into ``array/``
+    (each leaves its ``shard_files``, none writes ``unmerged``), then once more there as the
+    merge step; returns ``array/``."""
     r = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "single")])
     assert r.exit_code == 0, r.output
     out = tmp_path / "array"
     for task in (0, 1):
         r = CliRunner().invoke(main, [*args, "--out", str(out)], env=slurm(task, 2))
         assert r.exit_code == 0, r.output
-        assert (out / f"judged.shard-{task}-of-2.jsonl").exists()
-    assert not (out / "judged.jsonl").exists()
-    r = CliRunner().invoke(main, [*args, "--out", str(out)])
+        for name in shard_files:
+            assert (out / name.format(task=task)).exists(), name
+    assert not (out / unmerged).exists()
+    r = CliRunner().invoke(main, [*args, "--out", str(out)])  # the merge step
     assert r.exit_code == 0, r.output
+    return out
+
+
+def test_slurm_array_judge_run_then_one_process(tmp_path):
+    args = ["-q", "judge", "run", "--data", str(write_judge_rows(tmp_path / "rows.jsonl")),
+            "--method", "rules"]
+    out = single_and_slurm_array(args, tmp_path, ["judged.shard-{task}-of-2.jsonl"],
+                                 unmerged="judged.jsonl")
     assert judge_files(out) == judge_files(tmp_path / "single")
 
 
@@ -488,17 +499,9 @@ def test_slurm_array_organism_elicit_then_one_process(tiny_model_dir, tmp_path):
     args = ["-q", "organism", "elicit", "--config", str(tmp_path / "el.yaml"), "--base-only",
             "--model", str(tiny_model_dir), "--data", str(data), "--n-requests", "3",
             "--max-tokens", "4", "--gen-batch-size", "2"]
-    r = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "single")])
-    assert r.exit_code == 0, r.output
-    out = tmp_path / "array"
-    for task in (0, 1):
-        r = CliRunner().invoke(main, [*args, "--out", str(out)], env=slurm(task, 2))
-        assert r.exit_code == 0, r.output
-        assert (out / f"judged.shard-{task}-of-2.jsonl").exists()
-        assert (out / f"manifest.shard-{task}-of-2.json").exists()
-    assert not (out / "generations.jsonl").exists()
-    r = CliRunner().invoke(main, [*args, "--out", str(out)])  # the merge step
-    assert r.exit_code == 0, r.output
+    out = single_and_slurm_array(args, tmp_path, ["judged.shard-{task}-of-2.jsonl",
+                                                   "manifest.shard-{task}-of-2.json"],
+                                 unmerged="generations.jsonl")
     files = {name: (out / name).read_bytes() for name in ELICIT_FILES}
     assert files == {name: (tmp_path / "single" / name).read_bytes() for name in ELICIT_FILES}
     outputs = json.loads((out / "manifest.json").read_text())["outputs"]
