@@ -35,6 +35,7 @@ explicit export. Import reads its released datasets into afscope task folders
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import pickle
@@ -174,6 +175,7 @@ def _storage_from_bytes(data: bytes) -> Any:
     return torch.load(io.BytesIO(data), weights_only=True)
 
 
+@functools.cache
 def _allowed_globals() -> dict[tuple[str, str], Any]:
     """The only callables a pickle of introspective-interp's files may name: rebuilding tensors
     and numpy arrays, and ordered dicts. Everything else (``os.system``, ...) is refused."""
