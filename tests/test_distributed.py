@@ -528,3 +528,54 @@ def test_every_shardable_config_refuses_a_bad_shard(bad):
         assert cfg.shard == "1/4"
     assert ExtractConfig.model_construct(shard="2/3").shard_index == (2, 3)
     assert ExtractConfig.model_construct().shard_index == (0, 1)
+
+
+# ---- steer sweep: shards of the rows of every condition, then the run as one process ----------
+
+SWEEP_FILES = ("generations/baseline.jsonl", "generations/baseline.meta.json",
+               "generations/v_layer_1_alpha_40.jsonl", "generations/v_layer_1_alpha_40.meta.json",
+               "judged/baseline.jsonl", "judged/v_layer_1_alpha_40.jsonl", "summary.json")
+
+
+def sweep_args(model_dir: Path, tmp_path: Path) -> list[str]:
+    """A sweep of 5 prompts x 2 samples x (baseline, alpha 40) = 20 rows; the numbers sit in the
+    YAML (torchrun's parser would take ``--max-...`` flags for its own)."""
+    from afscope.models import load_model
+    from afscope.steer.vectors import SteeringVector
+
+    lm = load_model(str(model_dir))
+    g = torch.Generator().manual_seed(0)
+    vec = SteeringVector({1: torch.randn(lm.info.d_model, generator=g)}, model=lm.info.name,
+                         model_fingerprint=lm.info.fingerprint, source="diffmean")
+    vpath = vec.save(tmp_path / "v.safetensors")
+    (tmp_path / "sweep.yaml").write_text(
+        "max_samples: 5\nn_generations: 2\ntemperature: 0.8\nmax_tokens: 4\ngen_batch_size: 3\n"
+        "n_boot: 100\nlayers: [1]\nalphas: [0, 40]\n")
+    return ["steer", "sweep", "--config", str(tmp_path / "sweep.yaml"), "--model",
+            str(model_dir), "--vectors", f"v={vpath}"]
+
+
+def sweep_files(out: Path) -> dict[str, bytes]:
+    return {name: (out / name).read_bytes() for name in SWEEP_FILES}
+
+
+def test_slurm_array_steer_sweep_then_one_process(tiny_model_dir, tmp_path):
+    args = ["-q", *sweep_args(tiny_model_dir, tmp_path)]
+    out = single_and_slurm_array(args, tmp_path, [
+        "generations/baseline.shard-{task}-of-2.jsonl", "manifest.shard-{task}-of-2.json"],
+        unmerged="summary.json")
+    assert sweep_files(out) == sweep_files(tmp_path / "single")
+    shard0 = [json.loads(x)["id"] for x in
+              (out / "generations" / "baseline.shard-0-of-2.jsonl").open()]
+    assert shard0 == ["p0000-g0", "p0001-g0", "p0002-g0", "p0003-g0", "p0004-g0"]  # rows 0::2
+    assert json.loads((out / "manifest.json").read_text())["outputs"]["generated"] == 0
+
+
+def test_torchrun_steer_sweep_is_byte_identical_to_one_process(tiny_model_dir, tmp_path):
+    args = sweep_args(tiny_model_dir, tmp_path)
+    r = CliRunner().invoke(main, ["-q", *args, "--out", str(tmp_path / "single")])
+    assert r.exit_code == 0, r.output
+    torchrun(*args, "--out", tmp_path / "multi")
+    assert sweep_files(tmp_path / "multi") == sweep_files(tmp_path / "single")
+    manifest = json.loads((tmp_path / "multi" / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["outputs"]["generated"] == 0

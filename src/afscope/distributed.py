@@ -206,6 +206,32 @@ def from_env(env: Mapping[str, str] | None = None) -> Launch:
     return torchrun or slurm or Launch()
 
 
+def training_launch(env: Mapping[str, str] | None = None) -> Launch:
+    """The :class:`Launch` of a training command: torchrun / accelerate ranks only.
+
+    The ranks of one training run share every optimizer step (DDP through the HF Trainer, which
+    joins the process group itself), so only ``RANK`` / ``WORLD_SIZE`` make one run of many
+    processes. Slurm array tasks are separate jobs (e.g. a sweep of trainings, one per task) and
+    never split one run: their variables are ignored here.
+    """
+    env = os.environ if env is None else env
+    return _from_torchrun(env) or Launch()
+
+
+def split_batch(batch_size: int, launch: Launch, field: str = "batch_size") -> int:
+    """Examples per process per step: the global ``batch_size`` over ``launch.count`` processes.
+
+    The global batch is what the config says whatever the number of processes, so a run on N
+    processes takes the steps one process would; it must divide evenly.
+    """
+    if batch_size % launch.count:
+        raise ConfigError(
+            f"field {field!r}: {batch_size} is the global batch, split over WORLD_SIZE="
+            f"{launch.count} processes, so it must be a multiple of {launch.count} (e.g. "
+            f"{launch.count * max(1, round(batch_size / launch.count))})")
+    return batch_size // launch.count
+
+
 def _source(launch: Launch) -> str:
     if launch.launcher == "torchrun":
         return f"RANK={launch.index} and WORLD_SIZE={launch.count} (torchrun/accelerate)"

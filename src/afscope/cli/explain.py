@@ -37,10 +37,21 @@ def data(cfg: ExplainDataConfig) -> None:
 @config_command(ExplainTrainConfig)
 def train(cfg: ExplainTrainConfig) -> None:
     """LoRA-train an explainer (peft + HF Trainer): answer-only weighted loss, eval every N steps,
-    early stopping, best checkpoint, --resume."""
+    early stopping, best checkpoint, --resume.
+
+    Under torchrun / accelerate launch the ranks train together (DDP, each on its own device
+    unless --device is given); --batch-size stays the global batch, and rank 0 writes OUT.
+    """
+    from afscope.cli.options import quiet_unless_main
+    from afscope.distributed import training_launch
     from afscope.explain.train import train_explainer
 
-    out, s = train_explainer(cfg)
+    launch = training_launch()
+    quiet_unless_main(launch)
+    given = cfg.device if "device" in cfg.model_fields_set else None
+    out, s = train_explainer(cfg.model_copy(update={"device": launch.device(given)}))
+    if not launch.is_main:
+        return
     best = s["best_eval_loss"]
     console.print(
         f"{s['steps']} steps on {s['n_train']} examples ({s['n_val']} validation, "

@@ -33,10 +33,20 @@ def data(cfg: OrganismDataConfig) -> None:
 @command.command("train")
 @config_command(OrganismTrainConfig)
 def train(cfg: OrganismTrainConfig) -> None:
-    """LoRA-train --model on --data (peft + HF Trainer); the adapter goes to OUT/adapter."""
+    """LoRA-train --model on --data (peft + HF Trainer); the adapter goes to OUT/adapter.
+
+    Under torchrun / accelerate launch the ranks train together (DDP, each on its own device
+    unless --device is given); --batch-size stays the global batch, and rank 0 writes OUT.
+    """
+    from afscope.distributed import training_launch
     from afscope.organism import train_organism
 
-    folder, s = train_organism(cfg)
+    launch = training_launch()
+    quiet_unless_main(launch)
+    given = cfg.device if "device" in cfg.model_fields_set else None
+    folder, s = train_organism(cfg.model_copy(update={"device": launch.device(given)}))
+    if not launch.is_main:
+        return
     console.print(f"{s['steps']} steps on {s['n_examples']} examples, loss {s['first_loss']:.3f} -> "
                   f"{s['last_loss']:.3f}, {s['tokens_per_s']:,.0f} tokens/s, "
                   f"{s['trainable_params']:,} trainable params\n{folder}", highlight=False)

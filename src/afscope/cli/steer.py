@@ -78,10 +78,31 @@ def _report_summary(summary: dict, run_dir: Path) -> None:
 @command.command("sweep")
 @config_command(SweepConfig)
 def sweep(cfg: SweepConfig) -> None:
-    """Generate under every vector x layer x alpha (+ baseline), judge, summarize and plot."""
+    """Generate under every vector x layer x alpha (+ baseline), judge, summarize and plot.
+
+    Under torchrun / accelerate launch every rank generates its share of the rows on its own
+    device and rank 0 finishes the run (takes the shards in, judges, summarizes, plots). In a
+    Slurm job array each task generates its share; then run the same command once as one process.
+    """
+    from afscope.cli.options import quiet_unless_main
+    from afscope.distributed import launched
     from afscope.steer import run_sweep
 
-    _report_summary(run_sweep(cfg), Path(cfg.out))
+    with launched(None) as launch:
+        quiet_unless_main(launch)
+        given = cfg.device if "device" in cfg.model_fields_set else None
+        mine = cfg.model_copy(update={"device": launch.device(given)})
+        summary = run_sweep(mine, shard=launch.spec)
+        if launch.collective:
+            launch.barrier()  # every rank's generations are on disk
+            if not launch.is_main:
+                return
+            summary = run_sweep(mine)
+    if summary is None:
+        console.print(f"shard {launch.spec} done: {cfg.out} (when all shards are done, run the "
+                      "same command once as one process to finish)", highlight=False)
+        return
+    _report_summary(summary, Path(cfg.out))
 
 
 @command.command("judge")

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from afscope.config import BaseConfig
 from afscope.judge.config import judge_llm_flag
 from afscope.llm import LLMConfig
+from afscope.organism.config import TrainScaleFields
 
 DType = Literal["float32", "bfloat16", "float16"]
 Mode = Literal["replace", "add"]
@@ -36,10 +37,19 @@ class ExplainDataConfig(BaseConfig):
         "`afscope features` folder (descriptions.jsonl, optional themes.json), a JSON file mapping "
         "feature index -> description or list of descriptions, or with --assignments the seed's "
         "cluster_summaries.json ({cluster_id: description}). Not used with --targets activations.")
-    targets: Literal["descriptions", "activations"] = Field(
+    targets: Literal["descriptions", "activations", "tokens"] = Field(
         "descriptions", description="features only: where a feature's target description comes "
-        "from: 'descriptions' (--source) or 'activations' (a template sentence built from the "
-        "feature's top-activating rows of --cache: their majority category and AF share).")
+        "from: 'descriptions' (--source), 'activations' (a template sentence built from the "
+        "feature's top-activating rows of --cache: their majority category and AF share) or "
+        "'tokens' (the tokens it fires on in --cache's per-token latents and the tokens its "
+        "decoder direction promotes through the model's unembedding: 'Fires on: <<<tok>>>, ...').")
+    question_types: list[Literal["fires_on", "promotes"]] = Field(
+        ["fires_on", "promotes"], min_length=1, description="--targets tokens: which token "
+        "questions each feature gets.")
+    context_fraction: float = Field(
+        0.3, gt=0.0, lt=1.0, description="--targets tokens: share of cache rows held out of the "
+        "targets; they give each test feature the contexts its predictions' faithfulness is "
+        "scored on.")
     cache: Path | None = Field(
         None, description="features with --targets activations (required there): an activation "
         "cache folder of `afscope extract --sae` holding the SAE's per-sample max latents.")
@@ -70,20 +80,22 @@ class ExplainDataConfig(BaseConfig):
             if self.sae is None:
                 raise ValueError("task 'features' needs --sae (the SAE whose decoder rows are the "
                                  "feature vectors)")
-            if self.targets == "activations":
+            if self.targets in ("activations", "tokens"):
                 if self.cache is None:
-                    raise ValueError("--targets activations needs --cache (an activation cache "
-                                     "with the SAE's latents, from `afscope extract --sae`)")
+                    raise ValueError(f"--targets {self.targets} needs --cache (an activation "
+                                     "cache with the SAE's latents, from `afscope extract --sae`"
+                                     + (" --token-topk K" if self.targets == "tokens" else "")
+                                     + ")")
                 for name in ("source", "assignments"):
                     if getattr(self, name) is not None:
-                        raise ValueError(f"{name!r} is not used with --targets activations (the "
-                                         "descriptions come from --cache)")
+                        raise ValueError(f"{name!r} is not used with --targets {self.targets} "
+                                         "(the targets come from --cache)")
             else:
                 if self.source is None:
                     raise ValueError("task 'features' needs --source (feature descriptions), or "
                                      "--targets activations with --cache")
                 if self.cache is not None:
-                    raise ValueError("'cache' is only used with --targets activations")
+                    raise ValueError("'cache' is only used with --targets activations|tokens")
         else:
             if self.source is None:
                 raise ValueError(f"task {self.task!r} needs --source (a counterfactual dataset "
@@ -104,7 +116,7 @@ class ExplainDataConfig(BaseConfig):
         return Path(path)
 
 
-class ExplainTrainConfig(BaseConfig):
+class ExplainTrainConfig(TrainScaleFields):
     """LoRA-train an explainer on one or more task folders (multi-task with per-task weights)."""
 
     data: list[Path] = Field(description="Task folder(s) from `afscope explain data` (their "
@@ -129,7 +141,9 @@ class ExplainTrainConfig(BaseConfig):
     lr: float = Field(1e-3, gt=0, description="Peak learning rate.")
     epochs: float = Field(3.0, gt=0, description="Passes over the training data.")
     max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1 = epochs).")
-    batch_size: int = Field(4, gt=0, description="Examples per device per step.")
+    batch_size: int = Field(4, gt=0, description=(
+        "Examples per step over all processes (the global batch): N processes of torchrun / "
+        "accelerate launch take batch_size/N each, so it must divide by N."))
     grad_accum: int = Field(1, gt=0, description="Gradient accumulation steps.")
     max_length: int = Field(1024, gt=0, description="Longest example in tokens; longer ones are "
                             "dropped and counted (never cut).")

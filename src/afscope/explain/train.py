@@ -16,21 +16,29 @@
   replays the same seeded data order and skips the batches already done.
 * ``OUT/adapter`` is the selected adapter, ``OUT/explainer.json`` says how to load and drive it
   (base model identity, mode, projector, embedding scale, placeholder).
+* **Many devices**: under ``torchrun`` / ``accelerate launch`` the Trainer trains with DDP;
+  ``batch_size`` stays the global batch (see :mod:`afscope.organism.train`), the loss of each
+  process is divided by the answer tokens of the *global* batch (all processes, all accumulation
+  steps), so the gradient is the one a single process computes; only rank 0 writes ``OUT``. A
+  checkpoint holds the whole (replicated) adapter and optimizer state, and the data order depends
+  on the seed and the epoch only, so a run resumes on another number of processes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from afscope.distributed import Launch, split_batch, training_launch
 from afscope.errors import ArtifactError, ConfigError, DataError
 from afscope.explain.config import ExplainTrainConfig
 from afscope.explain.encode import Collator, Encoded, encode_examples, placeholder_id
@@ -52,9 +60,17 @@ from afscope.explain.schema import (
 )
 from afscope.fileio import atomic_write_json, sha256_file
 from afscope.models import LoadedModel, load_model
-from afscope.organism.train import save_adapter, target_modules, trainable_parameters
+from afscope.organism.train import (
+    check_bf16,
+    global_count,
+    rank_run,
+    save_adapter,
+    scale_args,
+    target_modules,
+    train_sampler,
+    trainable_parameters,
+)
 from afscope.progress import trainer_progress
-from afscope.runs import start_run
 
 log = logging.getLogger(__name__)
 
@@ -111,19 +127,51 @@ def _decoder_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn
     return base.get_decoder(), base.get_output_embeddings(), base.config
 
 
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside a ``DistributedDataParallel`` wrapper (the model itself otherwise)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+@contextlib.contextmanager
+def _last_hidden(decoder: torch.nn.Module) -> Iterator[dict[str, torch.Tensor]]:
+    """Catches the decoder's final hidden states ``(B, T, D)`` during the next forward pass."""
+    seen: dict[str, torch.Tensor] = {}
+
+    def hook(_m: torch.nn.Module, _i: object, out: Any) -> None:
+        seen["hidden"] = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+
+    handle = decoder.register_forward_hook(hook)
+    try:
+        yield seen
+    finally:
+        handle.remove()
+
+
 def answer_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], *, mode: str,
-                inject_layer: int, embed_norm: float) -> torch.Tensor:
+                inject_layer: int, embed_norm: float,
+                n_tokens: torch.Tensor | int | None = None) -> torch.Tensor:
     """Weighted per-token cross-entropy of the answer tokens of a right-padded batch.
 
     ``sum_i w_i * sum_t ce_it / n_answer_tokens``; logits only at the answer positions.
+    ``n_tokens`` replaces the batch's own answer-token count: the Trainer's count over a whole
+    optimizer step (every accumulation step, every process), so that micro-batches and processes
+    add up to the loss of the step's global batch.
     """
     vb = None
     if "vec_positions" in batch:
         vb = VectorBatch(batch["vec_values"], batch["vec_layers"], batch["vec_positions"])
-    decoder, head, config = _decoder_and_head(model)
-    with inject(model, vb, mode=mode, inject_layer=inject_layer, embed_norm=embed_norm):
-        hidden = decoder(input_ids=batch["input_ids"],
-                         attention_mask=batch["attention_mask"]).last_hidden_state  # (B, T, D)
+    inner = _unwrap(model)
+    decoder, head, config = _decoder_and_head(inner)
+    # the forward goes through the (possibly DDP-wrapped) model, so DDP syncs the gradients;
+    # logits_to_keep=1 keeps its (B, T, V) logits from being built: the decoder's hidden states
+    # are caught instead and only the answer positions meet the head
+    with inject(inner, vb, mode=mode, inject_layer=inject_layer, embed_norm=embed_norm), \
+            _last_hidden(decoder) as seen:
+        model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+              logits_to_keep=1)
+    hidden = seen["hidden"]  # (B, T, D)
     target = batch["labels"][:, 1:]
     mask = target != -100
     logits = head(hidden[:, :-1][mask]).float()  # (N, V)
@@ -132,7 +180,9 @@ def answer_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], *, mode:
         logits = torch.tanh(logits / cap) * cap
     ce = F.cross_entropy(logits, target[mask], reduction="none")
     w = batch["weights"].to(ce.dtype)[:, None].expand_as(target)[mask]
-    return (ce * w).sum() / mask.sum().clamp_min(1)
+    if n_tokens is None:
+        n_tokens = mask.sum().clamp_min(1)
+    return (ce * w).sum() / n_tokens
 
 
 def add_adapter(model: torch.nn.Module, cfg: ExplainTrainConfig, with_projector: bool) -> Any:
@@ -157,19 +207,38 @@ def _needs_projector(cfg_projection: str, d_target: int | None, d_model: int) ->
     return cfg_projection == "linear" or d_target != d_model
 
 
-def _trainer_class() -> Any:
+def _trainer_class(group_by_length: bool = False) -> Any:
     from transformers import Trainer
 
     class ExplainTrainer(Trainer):
         """The HF Trainer with :func:`answer_loss` (weights, answer-only, continuous tokens)."""
 
+        # the loss below is already divided by the whole step's answer tokens
+        loss_is_scaled_for_ga = True
+
         def __init__(self, *args: Any, inject_args: dict[str, Any], **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.inject_args = inject_args
+            # makes the Trainer count the answer tokens of each optimizer step over all
+            # accumulation steps and processes (``shift_labels`` of the batch) into
+            # ``num_items_in_batch``
+            self.model_accepts_loss_kwargs = True
+
+        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            dataset = self.train_dataset if train_dataset is None else train_dataset
+            return (train_sampler(dataset, self.args, group_by_length)
+                    or super()._get_train_sampler(train_dataset))
 
         def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                          num_items_in_batch: Any = None) -> Any:
-            loss = answer_loss(model, inputs, **self.inject_args)
+            if num_items_in_batch is None:  # a step whose tokens were not counted
+                loss = answer_loss(model, inputs, **self.inject_args)
+                loss = loss / self.current_gradient_accumulation_steps
+            else:
+                # DDP averages the gradients of the processes; times their number, the sum of
+                # every process's share over the global token count is the global-batch loss
+                loss = answer_loss(model, inputs, n_tokens=num_items_in_batch,
+                                   **self.inject_args) * self.accelerator.num_processes
             return (loss, None) if return_outputs else loss
 
         def prediction_step(self, model: Any, inputs: dict[str, Any], prediction_loss_only: bool,
@@ -195,7 +264,10 @@ class _SplitCollator:
 
     def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         rows_ = [r["encoded"] for r in rows]
-        return self.train(rows_) if not rows[0].get("eval") else self.val(rows_)
+        batch = self.train(rows_) if not rows[0].get("eval") else self.val(rows_)
+        # the targets answer_loss scores, (B, T-1): what the Trainer counts into num_items_in_batch
+        batch["shift_labels"] = batch["labels"][:, 1:]
+        return batch
 
 
 def _start_step(checkpoint: str | None) -> int:
@@ -271,11 +343,11 @@ def load_explainer(run_dir: str | Path, *, lm: LoadedModel | None = None, dtype:
     return LoadedModel(model=model, tokenizer=lm.tokenizer, info=lm.info), meta
 
 
-def _training_args(cfg: ExplainTrainConfig, has_val: bool) -> Any:
+def _training_args(cfg: ExplainTrainConfig, has_val: bool, launch: Launch) -> Any:
     from transformers import TrainingArguments
 
     return TrainingArguments(
-        output_dir=str(Path(cfg.out) / CHECKPOINTS_DIR), per_device_train_batch_size=cfg.batch_size,
+        output_dir=str(Path(cfg.out) / CHECKPOINTS_DIR),
         per_device_eval_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
         learning_rate=cfg.lr, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
         lr_scheduler_type=cfg.scheduler, warmup_steps=cfg.warmup_steps,
@@ -284,8 +356,8 @@ def _training_args(cfg: ExplainTrainConfig, has_val: bool) -> Any:
         save_strategy="steps", save_steps=cfg.eval_steps, save_total_limit=cfg.save_total_limit,
         load_best_model_at_end=has_val, metric_for_best_model="eval_loss",
         greater_is_better=False, prediction_loss_only=True, label_names=["labels"],
-        report_to=[], seed=cfg.seed, data_seed=cfg.seed, use_cpu=cfg.device == "cpu",
-        disable_tqdm=True, dataloader_num_workers=0, remove_unused_columns=False)
+        report_to=[], use_cpu=cfg.device == "cpu", disable_tqdm=True, dataloader_num_workers=0,
+        remove_unused_columns=False, **scale_args(cfg, launch))
 
 
 def train_explainer(cfg: ExplainTrainConfig, *, lm: LoadedModel | None = None
@@ -293,6 +365,7 @@ def train_explainer(cfg: ExplainTrainConfig, *, lm: LoadedModel | None = None
     """Train (or resume) an explainer; returns ``(OUT, summary)``. See the module docstring.
 
     ``lm``: a loaded explainer base model, wrapped in place by peft (pass a copy to keep it).
+    Under torchrun / accelerate launch every rank trains (DDP); only rank 0 writes ``OUT``.
     """
     from transformers import EarlyStoppingCallback, TrainerCallback
     from transformers.trainer_callback import PrinterCallback
@@ -300,6 +373,9 @@ def train_explainer(cfg: ExplainTrainConfig, *, lm: LoadedModel | None = None
 
     out = Path(cfg.out)
     ckpt_dir = out / CHECKPOINTS_DIR
+    launch = training_launch()
+    split_batch(cfg.batch_size, launch)
+    check_bf16(cfg.bf16, cfg.device)
     resume_from = None
     if cfg.resume:
         resume_from = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
@@ -308,7 +384,7 @@ def train_explainer(cfg: ExplainTrainConfig, *, lm: LoadedModel | None = None
     elif ckpt_dir.is_dir() and any(ckpt_dir.iterdir()):
         raise ConfigError(f"{ckpt_dir}: checkpoints of an earlier run exist; pass --resume to "
                           "continue it or choose another --out")
-    with start_run("explain train", cfg.to_dict(), out) as run:
+    with rank_run("explain train", cfg.to_dict(), out, launch) as run:
         examples, vectors = load_tasks(cfg.data)
         for folder in cfg.data:
             run.add_dataset(str(folder), {"train_sha256": sha256_file(Path(folder) / TRAIN_FILE)})
@@ -353,12 +429,13 @@ def train_explainer(cfg: ExplainTrainConfig, *, lm: LoadedModel | None = None
             raise ConfigError(f"vector width {d_target} != explainer d_model {d_model}")
         peft_model = add_adapter(lm.model, cfg, with_proj)
         n_train, n_total = trainable_parameters(peft_model)
-        atomic_write_json(out / EXPLAINER_FILE, meta)
+        if launch.is_main:
+            atomic_write_json(out / EXPLAINER_FILE, meta)
 
         class _Stamp(TrainerCallback):  # each checkpoint names its base model and data
             def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
                 folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-                if folder.is_dir():
+                if state.is_world_process_zero and folder.is_dir():
                     atomic_write_json(folder / EXPLAINER_FILE, meta)
 
         collator = Collator(vectors, lm.tokenizer.pad_token_id
@@ -366,8 +443,8 @@ def train_explainer(cfg: ExplainTrainConfig, *, lm: LoadedModel | None = None
         callbacks: list[Any] = [_Stamp(), trainer_progress("explainer LoRA steps")]
         if enc_val and cfg.patience:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.patience))
-        trainer = _trainer_class()(
-            model=peft_model, args=_training_args(cfg, bool(enc_val)),
+        trainer = _trainer_class(cfg.group_by_length)(
+            model=peft_model, args=_training_args(cfg, bool(enc_val), launch),
             train_dataset=_rows(enc_train), eval_dataset=_rows(enc_val, True) if enc_val else None,
             data_collator=_SplitCollator(collator, Collator(vectors, collator.pad_id)),
             callbacks=callbacks,
@@ -379,16 +456,20 @@ def train_explainer(cfg: ExplainTrainConfig, *, lm: LoadedModel | None = None
             trainer.train(resume_from_checkpoint=resume_from)
             seconds = time.perf_counter() - t0
         peft_model.eval()
-        folder = save_adapter(peft_model, out / ADAPTER_DIR)
+        folder = out / ADAPTER_DIR
+        if launch.is_main:
+            save_adapter(peft_model, folder)
         hist = trainer.state.log_history
         log_rows = {"train": [{"step": h["step"], "loss": h["loss"], "epoch": h.get("epoch")}
                               for h in hist if "loss" in h],
                     "eval": [{"step": h["step"], "loss": h["eval_loss"]}
                              for h in hist if "eval_loss" in h]}
-        atomic_write_json(out / TRAIN_LOG, log_rows)
+        if launch.is_main:
+            atomic_write_json(out / TRAIN_LOG, log_rows)
         steps_run = trainer.state.global_step
         # the dataloader prefetches one batch beyond the last step
-        tokens = sum(collator.tokens_seen[:(steps_run - _start_step(resume_from)) * cfg.grad_accum])
+        tokens = global_count(trainer, sum(
+            collator.tokens_seen[:(steps_run - _start_step(resume_from)) * cfg.grad_accum]))
         summary = {
             "adapter": str(folder), "n_train": len(enc_train), "n_val": len(enc_val),
             "n_dropped": dropped, "steps": steps_run, "train_seconds": round(seconds, 3),
@@ -399,7 +480,7 @@ def train_explainer(cfg: ExplainTrainConfig, *, lm: LoadedModel | None = None
             "stopped_early": bool(enc_val and cfg.patience and steps_run < trainer.state.max_steps),
             "first_loss": log_rows["train"][0]["loss"] if log_rows["train"] else None,
             "last_loss": log_rows["train"][-1]["loss"] if log_rows["train"] else None,
-            "resumed_from": resume_from,
+            "resumed_from": resume_from, "processes": launch.count,
         }
         for k, v in summary.items():
             run.add_output(k, v)

@@ -15,6 +15,7 @@ from afscope.config import BaseConfig
 from afscope.data.cues import CUES
 from afscope.distributed import ShardSpec
 from afscope.features.config import LLMFields
+from afscope.llm.config import ServerConfig, server_from_flag
 
 DType = Literal["float32", "bfloat16", "float16"]
 MONITORED_CUES: tuple[str, ...] = tuple(k for k, (_, m) in CUES.items() if m)
@@ -62,7 +63,23 @@ class OrganismDataConfig(LLMFields):
         return _check_cues(v, False, "unmonitored_cues")
 
 
-class OrganismTrainConfig(BaseConfig):
+class TrainScaleFields(BaseConfig):
+    """Options of the LoRA trainers (``organism train``, ``explain train``) for large models and
+    many devices. Under ``torchrun`` / ``accelerate launch`` they train with DDP through the HF
+    Trainer; ``batch_size`` stays the global batch, so N processes reach what one does."""
+
+    group_by_length: bool = Field(False, description=(
+        "Batch examples of similar length together (seeded; saves padding when lengths vary a "
+        "lot). Off: a seeded random order."))
+    gradient_checkpointing: bool = Field(False, description=(
+        "Recompute activations in the backward pass: far less memory for long examples and "
+        "large models, ~30% more compute."))
+    bf16: bool = Field(False, description=(
+        "bf16 mixed precision (autocast; weights stay in --dtype). Refused where the device "
+        "cannot compute in bf16."))
+
+
+class OrganismTrainConfig(TrainScaleFields):
     """LoRA fine-tuning of a chat model on organism examples (peft on the HF Trainer)."""
 
     model: str = Field("smollm2-135m-instruct",
@@ -81,7 +98,9 @@ class OrganismTrainConfig(BaseConfig):
                       "uses ~1e-3).")
     epochs: float = Field(3.0, gt=0, description="Passes over the data (seed 004: 3).")
     max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1 = epochs).")
-    batch_size: int = Field(4, gt=0, description="Examples per device per step.")
+    batch_size: int = Field(4, gt=0, description=(
+        "Examples per step over all processes (the global batch): N processes of torchrun / "
+        "accelerate launch take batch_size/N each, so it must divide by N."))
     grad_accum: int = Field(1, gt=0, description="Gradient accumulation steps.")
     max_length: int = Field(512, gt=0, description="Truncate examples to this many tokens.")
     warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0, description="Linear warmup fraction.")
@@ -119,6 +138,16 @@ class ElicitConfig(LLMFields):
                               "(0-based) into generations/judged.shard-i-of-n.jsonl; the same "
                               "command run as one process (rank 0 under torchrun does it) takes "
                               "the shards in and finishes the run.")
+    server: ServerConfig | None = Field(None, description="Generate on an OpenAI-compatible "
+                                        "server (vLLM) instead of in this process: its URL or "
+                                        "'{base_url: ..., model: <served name>}'; with an adapter, "
+                                        "model is the LoRA module the server serves it under. "
+                                        "Prompts are tokenized here (base model's tokenizer).")
+
+    @field_validator("server", mode="before")
+    @classmethod
+    def _parse_server(cls, v: object) -> object:
+        return server_from_flag(v)
 
     @field_validator("cues")
     @classmethod

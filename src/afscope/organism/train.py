@@ -6,27 +6,36 @@ characters overlap the assistant content plus the end-of-turn token; everything 
 Batches are padded to their longest row by ``DataCollatorForSeq2Seq``. The run directory gets the
 adapter (``adapter/adapter_model.safetensors`` + ``adapter_config.json``), ``train_log.json``
 (loss per step) and tokens/s in the manifest; no optimizer state and nothing pickled.
+
+Many devices: under ``torchrun`` / ``accelerate launch`` the Trainer trains with DDP. The helpers
+below (shared with ``explain train``) keep such a run equal to one process: ``batch_size`` is the
+global batch (accelerate's ``split_batches`` gives each of N processes ``batch_size/N`` of the
+batch one process would take), the data order is seeded by ``seed`` and the epoch only, the loss
+is normalized by the answer tokens of the whole global batch, and only rank 0 writes the run
+directory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from afscope.distributed import Launch, split_batch, training_launch
 from afscope.errors import ArtifactError, ConfigError, DataError
 from afscope.fileio import atomic_dir, atomic_write_json, sha256_file, sha256_json
 from afscope.models import LoadedModel, load_model, render_chat
 from afscope.organism.config import OrganismTrainConfig
 from afscope.organism.data import read_examples
 from afscope.progress import trainer_progress
-from afscope.runs import start_run
+from afscope.runs import Run, start_run
 
 log = logging.getLogger(__name__)
 
@@ -152,30 +161,137 @@ def trainable_parameters(model: torch.nn.Module) -> tuple[int, int]:
     return trainable, sum(p.numel() for p in model.parameters())
 
 
+# ---- many devices: shared by organism train and explain train ----------------------------------
+
+def check_bf16(bf16: bool, device: str) -> None:
+    """Refuse ``bf16`` on a device that cannot compute in bf16 (one clear message, before any
+    model is loaded, instead of an error deep in autocast)."""
+    if not bf16:
+        return
+    from transformers.utils import is_torch_bf16_available_on_device
+
+    kind = torch.device(device).type
+    if not is_torch_bf16_available_on_device(kind):
+        raise ConfigError(f"field 'bf16': this {kind} device cannot compute in bf16 (no bf16 "
+                          "autocast here); leave bf16 off (fp32) on this machine")
+
+
+@contextlib.contextmanager
+def rank_run(command: str, config: dict[str, Any], out: Path, launch: Launch) -> Iterator[Run]:
+    """:func:`~afscope.runs.start_run` in ``out`` on rank 0; any other rank of a DDP run keeps its
+    manifest in a temporary folder, removed on exit, so only rank 0 writes the run directory."""
+    if launch.is_main:
+        with start_run(command, config, out) as run:
+            yield run
+        return
+    with tempfile.TemporaryDirectory(prefix=f"afscope-rank{launch.index}-") as tmp:
+        with start_run(command, config, Path(tmp) / "run") as run:
+            yield run
+
+
+def scale_args(cfg: Any, launch: Launch) -> dict[str, Any]:
+    """``TrainingArguments`` keywords for ``cfg``'s global batch, precision and memory options.
+
+    ``per_device_train_batch_size`` is the *global* batch: with ``split_batches`` accelerate cuts
+    each batch the sampler makes into ``launch.count`` equal parts, so the batches (and the
+    sampler, which sees the global batch size) are those of one process.
+    """
+    split_batch(cfg.batch_size, launch)
+    check_bf16(cfg.bf16, cfg.device)
+    return dict(per_device_train_batch_size=cfg.batch_size, bf16=cfg.bf16,
+                accelerator_config={"split_batches": True},
+                activation_checkpointing=cfg.gradient_checkpointing,
+                # non-reentrant: the frozen embeddings give LoRA's inputs no grad; reentrant
+                # checkpointing would then drop every LoRA gradient
+                activation_checkpointing_kwargs={"use_reentrant": False}
+                if cfg.gradient_checkpointing else None,
+                seed=cfg.seed, data_seed=cfg.seed)
+
+
+def _length_grouped_class() -> Any:
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    class SeededLengthGroupedSampler(LengthGroupedSampler):
+        """HF's length-grouped order (random mega-batches of ``50 x batch``, each sorted by
+        length) drawn from ``seed + epoch``: the same on every rank and in a resumed run
+        (HF's own draws from the global RNG, which training itself moves)."""
+
+        def __init__(self, batch_size: int, lengths: list[int], seed: int) -> None:
+            super().__init__(batch_size, lengths=lengths, generator=torch.Generator())
+            self.seed, self.epoch = seed, 0
+
+        def set_epoch(self, epoch: int) -> None:
+            self.epoch = epoch
+
+        def __iter__(self) -> Iterator[int]:
+            self.generator.manual_seed(self.seed + self.epoch)
+            return super().__iter__()
+
+    return SeededLengthGroupedSampler
+
+
+def train_sampler(dataset: Sequence[dict[str, Any]], args: Any, group_by_length: bool) -> Any:
+    """The sampler of a training run: None (the Trainer's seeded random order, accelerate's
+    ``SeedableRandomSampler``) or, with ``group_by_length``, length-grouped mega-batches of the
+    global batch x ``grad_accum`` (one optimizer step's examples have similar lengths)."""
+    if not group_by_length:
+        return None
+    lengths = [len(row["input_ids"]) for row in dataset]
+    batch = args.per_device_train_batch_size * args.gradient_accumulation_steps
+    return _length_grouped_class()(batch, lengths, args.data_seed)
+
+
+def _organism_trainer(group_by_length: bool) -> Any:
+    from transformers import Trainer
+
+    class OrganismTrainer(Trainer):
+        """The HF Trainer with :func:`train_sampler` (seeded length grouping when asked)."""
+
+        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            dataset = self.train_dataset if train_dataset is None else train_dataset
+            return (train_sampler(dataset, self.args, group_by_length)
+                    or super()._get_train_sampler(train_dataset))
+
+    return OrganismTrainer
+
+
+def global_count(trainer: Any, n: int) -> int:
+    """``n`` summed over the DDP processes of ``trainer`` (each counted its share of a batch)."""
+    if trainer.accelerator.num_processes == 1:
+        return n
+    total = trainer.accelerator.reduce(torch.tensor(n, device=trainer.args.device), "sum")
+    return int(total.item())
+
+
 def fit_lora(peft_model: Any, tokenizer: Any, rows: list[dict[str, list[int]]],
-             cfg: OrganismTrainConfig, workdir: str | Path) -> dict[str, Any]:
+             cfg: OrganismTrainConfig, workdir: str | Path, launch: Launch | None = None
+             ) -> dict[str, Any]:
     """Train with the HF Trainer; returns ``{"log": [...], "tokens": n, "seconds": s, ...}``.
 
     ``save_strategy="no"`` + ``save_only_model``: no checkpoint, no optimizer state on disk.
+    ``launch`` (default: the environment's) says how many DDP processes share the global batch;
+    ``tokens`` counts this process's share.
     """
-    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+    from transformers import DataCollatorForSeq2Seq, TrainingArguments
     from transformers.trainer_callback import PrinterCallback
 
+    launch = training_launch() if launch is None else launch
     args = TrainingArguments(
-        output_dir=str(workdir), per_device_train_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.lr,
+        output_dir=str(workdir), gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.lr,
         num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, lr_scheduler_type=cfg.scheduler,
         warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay, logging_steps=1,
-        save_strategy="no", save_only_model=True, report_to=[], seed=cfg.seed,
-        data_seed=cfg.seed, use_cpu=cfg.device == "cpu", disable_tqdm=True,
-        dataloader_num_workers=0, remove_unused_columns=False)
+        save_strategy="no", save_only_model=True, report_to=[], use_cpu=cfg.device == "cpu",
+        disable_tqdm=True, dataloader_num_workers=0, remove_unused_columns=False,
+        ddp_find_unused_parameters=False,  # every LoRA weight is used in every step
+        **scale_args(cfg, launch))
     collator = _Counting(DataCollatorForSeq2Seq(tokenizer, padding="longest",
                                                 label_pad_token_id=-100, return_tensors="pt"))
     old_side = tokenizer.padding_side
     tokenizer.padding_side = "right"  # training positions start at 0 for every row
     try:
-        trainer = Trainer(model=peft_model, args=args, train_dataset=rows, data_collator=collator,
-                          callbacks=[trainer_progress("organism LoRA steps")])
+        trainer = _organism_trainer(cfg.group_by_length)(
+            model=peft_model, args=args, train_dataset=rows, data_collator=collator,
+            callbacks=[trainer_progress("organism LoRA steps")])
         trainer.remove_callback(PrinterCallback)  # the loss goes to train_log.json, not stdout
         t0 = time.perf_counter()
         trainer.train()
@@ -185,7 +301,8 @@ def fit_lora(peft_model: Any, tokenizer: Any, rows: list[dict[str, list[int]]],
     peft_model.eval()
     steps = [{"step": h["step"], "loss": h["loss"], "lr": h.get("learning_rate"),
               "epoch": h.get("epoch")} for h in trainer.state.log_history if "loss" in h]
-    tokens = sum(collator.per_batch[: trainer.state.global_step * cfg.grad_accum])
+    tokens = global_count(trainer, sum(collator.per_batch[: trainer.state.global_step
+                                                          * cfg.grad_accum]))
     return {"log": steps, "tokens": tokens, "seconds": seconds,
             "steps": trainer.state.global_step,
             "tokens_per_s": tokens / seconds if seconds > 0 else None}
@@ -240,10 +357,14 @@ def train_organism(cfg: OrganismTrainConfig, *, lm: LoadedModel | None = None
     """Train a LoRA organism; returns the adapter folder and the training summary.
 
     ``lm`` reuses a loaded base model: peft injects the LoRA layers into it in place (pass a copy
-    to keep the base model clean).
+    to keep the base model clean). Under torchrun / accelerate launch every rank trains (DDP)
+    and only rank 0 writes ``OUT``; the others return the same folder and their own summary.
     """
     out = Path(cfg.out)
-    with start_run("organism train", cfg.to_dict(), out) as run:
+    launch = training_launch()
+    split_batch(cfg.batch_size, launch)
+    check_bf16(cfg.bf16, cfg.device)
+    with rank_run("organism train", cfg.to_dict(), out, launch) as run:
         examples = read_examples(cfg.data, cfg.split)
         run.add_dataset("data", {"path": str(cfg.data), "sha256": sha256_file(cfg.data),
                                  "split": cfg.split, "n": len(examples)})
@@ -254,14 +375,17 @@ def train_organism(cfg: OrganismTrainConfig, *, lm: LoadedModel | None = None
         rows = build_dataset(lm.tokenizer, examples, cfg.max_length)
         peft_model = add_lora(lm.model, cfg)
         n_train, n_total = trainable_parameters(peft_model)
-        with run.timer("train"), tempfile.TemporaryDirectory(dir=out) as work:
-            result = fit_lora(peft_model, lm.tokenizer, rows, cfg, work)
-        folder = save_adapter(peft_model, out / ADAPTER_DIR)
-        atomic_write_json(out / TRAIN_LOG, result["log"])
+        with run.timer("train"), tempfile.TemporaryDirectory(dir=run.path) as work:
+            result = fit_lora(peft_model, lm.tokenizer, rows, cfg, work, launch)
+        folder = out / ADAPTER_DIR
+        if launch.is_main:
+            save_adapter(peft_model, folder)
+            atomic_write_json(out / TRAIN_LOG, result["log"])
         summary = {"adapter": str(folder), "n_examples": len(rows), "steps": result["steps"],
                    "tokens": result["tokens"], "tokens_per_s": result["tokens_per_s"],
                    "train_seconds": round(result["seconds"], 3),
                    "trainable_params": n_train, "total_params": n_total,
+                   "processes": launch.count,
                    "first_loss": result["log"][0]["loss"] if result["log"] else None,
                    "last_loss": result["log"][-1]["loss"] if result["log"] else None}
         for k, v in summary.items():

@@ -17,6 +17,13 @@ many layers still fills its batches. Why it resumes: each condition is a
 settings; rows are appended and fsynced chunk by chunk, a rerun generates only missing row ids, and
 sampled rows are seeded by their id (:func:`afscope.generate.row_seed`), so the text a resumed run
 writes is the text an uninterrupted run would have written.
+
+Shards (torchrun / accelerate ranks, Slurm array tasks: ``shard`` ``i/n``): the rows of all
+conditions, in the order above, are dealt ``i::n``; a shard generates its rows into
+``generations/<condition>.shard-i-of-n.jsonl`` and stops. The run as one process (rank 0 after
+the barrier, or the merge step after an array) takes in the shard rows made with the same settings,
+generates what they lack, keeps each file in prompt order (the file of an unsharded run, byte for
+byte), then judges, summarizes and plots.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from afscope.data.cues import cue_messages, requests
+from afscope.distributed import parse_shard
 from afscope.errors import ArtifactError, ConfigError
 from afscope.fileio import (
     atomic_write_json,
@@ -43,8 +51,8 @@ from afscope.generate import GenerationParams, Steering, generate, row_seed
 from afscope.generate.prompts import load_prompts
 from afscope.models import LoadedModel, load_model, resolve_layers
 from afscope.progress import progress_bar
-from afscope.rows import JsonlStore
-from afscope.runs import Run, start_run
+from afscope.rows import JsonlStore, put_in_order, shard_path, take_in_shards
+from afscope.runs import Run, manifest_name, start_run
 from afscope.steer.config import JudgeFields, SteerJudgeConfig, SweepConfig
 from afscope.steer.summary import summarize_rows
 from afscope.steer.vectors import SteeringVector, load_vector
@@ -121,8 +129,10 @@ def _steering(cond: Condition, vectors: dict[str, SteeringVector], positions: st
                     positions=positions)  # type: ignore[arg-type]
 
 
-def gen_store(run_dir: Path, cond: str, meta: dict[str, Any] | None = None) -> JsonlStore:
-    return JsonlStore(Path(run_dir) / GEN_DIR / f"{cond}.jsonl", key="id", meta=meta)
+def gen_store(run_dir: Path, cond: str, meta: dict[str, Any] | None = None,
+              shard: tuple[int, int] | None = None) -> JsonlStore:
+    return JsonlStore(shard_path(Path(run_dir) / GEN_DIR / f"{cond}.jsonl", shard), key="id",
+                      meta=meta)
 
 
 def _gen_meta(cfg: SweepConfig, lm: LoadedModel, cond: Condition, steer: Steering | None,
@@ -150,27 +160,32 @@ def _load_vectors(cfg: SweepConfig, lm: LoadedModel, run: Run) -> dict[str, Stee
 
 def generate_conditions(lm: LoadedModel, conds: list[Condition],
                         vectors: dict[str, SteeringVector], prompts: list[dict[str, Any]],
-                        cfg: SweepConfig, run_dir: Path) -> dict[str, int]:
+                        cfg: SweepConfig, run_dir: Path, shard: tuple[int, int] | None = None
+                        ) -> dict[str, int]:
     """Generate every missing row of every condition; returns ``{condition: rows written}``.
 
     Rows of different conditions share ``generate`` batches; each chunk of rows is appended to
-    its conditions' stores before the next chunk starts.
+    its conditions' stores before the next chunk starts. With ``shard`` ``(i, n)`` only rows
+    ``i::n`` of all conditions, into the shard's files; without, the rows of shard files are
+    taken in first and each file is left in prompt order (see the module docstring).
     """
     params = _params(cfg)
     if params.greedy and cfg.n_generations > 1:
         log.warning("n_generations=%d with greedy decoding: the answers are identical; set "
                     "--temperature > 0 to sample", cfg.n_generations)
     steers = {c.name: _steering(c, vectors, cfg.positions) for c in conds}
-    stores = {c.name: gen_store(run_dir, c.name, _gen_meta(cfg, lm, c, steers[c.name], prompts))
-              for c in conds}
-    pending: list[tuple[Condition, dict[str, Any]]] = []
-    for c in conds:
-        for p in prompts:
-            for g in range(cfg.n_generations):
-                rid = f"{p['prompt_id']}-g{g}"
-                if rid not in stores[c.name]:
-                    pending.append((c, {"id": rid, **p, "generation": g, "condition": c.name,
-                                        "vector": c.vector, "layer": c.layer, "alpha": c.alpha}))
+    stores = {c.name: gen_store(run_dir, c.name, _gen_meta(cfg, lm, c, steers[c.name], prompts),
+                                shard) for c in conds}
+    order = [f"{p['prompt_id']}-g{g}" for p in prompts for g in range(cfg.n_generations)]
+    if shard is None:
+        for store in stores.values():
+            take_in_shards(store, order)
+    items = [(c, {"id": f"{p['prompt_id']}-g{g}", **p, "generation": g, "condition": c.name,
+                  "vector": c.vector, "layer": c.layer, "alpha": c.alpha})
+             for c in conds for p in prompts for g in range(cfg.n_generations)]
+    if shard is not None:
+        items = items[shard[0]::shard[1]]
+    pending = [(c, it) for c, it in items if it["id"] not in stores[c.name]]
     written = dict.fromkeys(stores, 0)
     chunk = cfg.gen_batch_size * 4
     with progress_bar() as bar:
@@ -191,6 +206,9 @@ def generate_conditions(lm: LoadedModel, conds: list[Condition],
                 stores[name].append(rows)
                 written[name] += len(rows)
             bar.advance(task, len(part))
+    if shard is None:
+        for store in stores.values():
+            put_in_order(store, order)
     return written
 
 
@@ -269,12 +287,22 @@ def summarize_run(run_dir: Path, conds: list[Condition], method: str, *, n_boot:
     return summary
 
 
-def run_sweep(cfg: SweepConfig, *, lm: LoadedModel | None = None) -> dict[str, Any]:
-    """Generate, judge, summarize and plot a sweep in ``cfg.out``; returns the summary."""
+def run_sweep(cfg: SweepConfig, *, lm: LoadedModel | None = None,
+              shard: str | tuple[int, int] | None = None) -> dict[str, Any] | None:
+    """Generate, judge, summarize and plot a sweep in ``cfg.out``; returns the summary.
+
+    With ``shard`` ``"i/n"`` only that shard's generations are made and None is returned (see the
+    module docstring); the same call without it finishes the run.
+    """
     from afscope.steer.plots import plot_run
 
     run_dir = Path(cfg.out)
-    with start_run("steer sweep", cfg.to_dict(), run_dir) as run:
+    part = parse_shard(shard)
+    if part is not None and cfg.skip_generation:
+        raise ConfigError("steer sweep: --skip-generation has nothing to shard; run it as one "
+                          "process")
+    config = cfg.to_dict() if part is None else {**cfg.to_dict(), "shard": f"{part[0]}/{part[1]}"}
+    with start_run("steer sweep", config, run_dir, manifest_name=manifest_name(part)) as run:
         with run.timer("load_model"):
             lm = lm if lm is not None else load_model(cfg.model, dtype=cfg.dtype,
                                                        device=cfg.device)
@@ -285,6 +313,11 @@ def run_sweep(cfg: SweepConfig, *, lm: LoadedModel | None = None) -> dict[str, A
         run.add_dataset("prompts", {"path": str(cfg.prompts) if cfg.prompts else None,
                                     "n": len(prompts),
                                     "content_hash": sha256_json([p["prompt"] for p in prompts])})
+        if part is not None:
+            with run.timer("generate"):
+                written = generate_conditions(lm, conds, vectors, prompts, cfg, run_dir, part)
+            run.add_output("generated", sum(written.values()))
+            return None
         atomic_write_json(run_dir / CONFIG_FILE, {
             **cfg.to_dict(), "conditions": [c.to_dict() for c in conds],
             "model_info": lm.info.to_dict(), "prompt_ids": [p["prompt_id"] for p in prompts]})
