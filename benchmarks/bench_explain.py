@@ -152,7 +152,7 @@ class SeedCollator:
 
 
 def _train_phase(kind: str, task: Path, out: Path, model_name: str, steps: int, batch_size: int,
-                 max_length: int, threads: int) -> dict[str, Any]:
+                 max_length: int, threads: int, device: str = "cpu") -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(threads)
@@ -163,8 +163,8 @@ def _train_phase(kind: str, task: Path, out: Path, model_name: str, steps: int, 
 
     cfg = ExplainTrainConfig(data=[task], model=model_name, out=out, max_steps=steps,
                              batch_size=batch_size, max_length=max_length, lr=1e-3,
-                             val_fraction=0.0, eval_steps=steps + 1, seed=0)
-    lm = load_model(model_name)
+                             val_fraction=0.0, eval_steps=steps + 1, seed=0, device=device)
+    lm = load_model(model_name, device=device)
     if kind == "ours":
         from afscope.explain.train import train_explainer
 
@@ -213,7 +213,7 @@ def _seed_train(cfg: Any, lm: Any) -> dict[str, Any]:
         output_dir=str(cfg.out), per_device_train_batch_size=cfg.batch_size,
         max_steps=cfg.max_steps, learning_rate=cfg.lr, lr_scheduler_type=cfg.scheduler,
         weight_decay=cfg.weight_decay, logging_steps=1, save_strategy="no", report_to=[],
-        seed=cfg.seed, data_seed=cfg.seed, use_cpu=True, disable_tqdm=True,
+        seed=cfg.seed, data_seed=cfg.seed, use_cpu=cfg.device == "cpu", disable_tqdm=True,
         dataloader_num_workers=0, remove_unused_columns=False)
     trainer = Trainer(model=model, args=targs, train_dataset=rows, data_collator=collate)
     trainer.remove_callback(PrinterCallback)
@@ -230,7 +230,7 @@ def _seed_train(cfg: Any, lm: Any) -> dict[str, Any]:
 
 
 def _eval_phase(task: Path, run_dir: Path, n: int, new_tokens: int, batch_size: int,
-                max_length: int, threads: int) -> dict[str, Any]:
+                max_length: int, threads: int, device: str = "cpu") -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(threads)
@@ -241,7 +241,7 @@ def _eval_phase(task: Path, run_dir: Path, n: int, new_tokens: int, batch_size: 
     from afscope.explain.train import load_explainer
     from afscope.generate import GenerationParams, generate
 
-    lm, meta = load_explainer(run_dir)
+    lm, meta = load_explainer(run_dir, device=device)
     examples = read_examples(task / TEST_FILE)[:n]
     enc, _ = encode_examples(lm.tokenizer, examples, max_length=max_length,
                              placeholder=meta["placeholder"])
@@ -272,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--new-tokens", type=int, default=48, help="max new tokens per explanation")
     ap.add_argument("--eval-batch-size", type=int, default=8, help="prompts per generate call")
     ap.add_argument("--threads", type=int, default=2, help="torch threads in each phase")
+    ap.add_argument("--device", default="cpu", help="torch device of every phase (cpu, cuda, "
+                    "cuda:N, auto); the explainer trains in float32 on it")
     args = ap.parse_args(argv)
 
     import os
@@ -289,10 +291,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.batch_size}, max_length {args.max_length}, {args.threads} threads; each "
               "phase in a fresh spawned process")
         res = {k: run_phase(_train_phase, k, task, root / k, args.model, args.steps,
-                            args.batch_size, args.max_length, args.threads)
+                            args.batch_size, args.max_length, args.threads, args.device)
                for k in ("naive", "ours")}
         ev = run_phase(_eval_phase, task, root / "ours", args.eval_n, args.new_tokens,
-                       args.eval_batch_size, args.max_length, args.threads)
+                       args.eval_batch_size, args.max_length, args.threads, args.device)
     a, b = res["naive"], res["ours"]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     same = a["tokens"] == b["tokens"] and a["steps"] == b["steps"]

@@ -139,7 +139,7 @@ def _setup(opts: dict[str, Any], dtype: str) -> tuple[Any, Any]:
     hf_logging.disable_progress_bar()
     if opts["threads"]:
         torch.set_num_threads(opts["threads"])
-    lm = load_model(opts["model"], dtype=dtype)
+    lm = load_model(opts["model"], dtype=dtype, device=opts.get("device", "cpu"))
     if opts["attn"]:
         lm.model.set_attn_implementation(opts["attn"])
     with torch.inference_mode():
@@ -172,10 +172,10 @@ def _run_phase(kind: str, opts: dict[str, Any]) -> PhaseResult:
                 for i, rec in enumerate(dataset.records):
                     ids = lm.tokenizer(rec.text, return_tensors="pt")["input_ids"]
                     ids = ids[:, : opts["max_length"]]  # extract truncates the same way
-                    out = lm.model(ids, output_hidden_states=True)
+                    out = lm.model(ids.to(lm.model.device), output_hidden_states=True)
                     h = out.hidden_states[layer + 1][0].float()
-                    pooled["max"][i] = h.max(dim=0).values.numpy()
-                    pooled["mean"][i] = h.mean(dim=0).numpy()
+                    pooled["max"][i] = h.max(dim=0).values.cpu().numpy()
+                    pooled["mean"][i] = h.mean(dim=0).cpu().numpy()
                     lengths[i] = ids.shape[1]
                     del out, h
             seconds = time.perf_counter() - t0
@@ -185,7 +185,7 @@ def _run_phase(kind: str, opts: dict[str, Any]) -> PhaseResult:
         with tempfile.TemporaryDirectory(prefix="afscope-bench-") as tmp:
             cfg = ExtractConfig(model=opts["model"], data=opts["data"], out=Path(tmp) / "cache",
                                 layers=[layer], pool=["max", "mean"], dtype=dtype,
-                                batch_tokens=opts["batch_tokens"], max_length=opts["max_length"])
+                                device=lm.info.device, batch_tokens=opts["batch_tokens"], max_length=opts["max_length"])
             with RssSampler() as rss:
                 t0 = time.perf_counter()
                 cache = extract(cfg, lm=lm, dataset=dataset)
@@ -370,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's)")
     ap.add_argument("--attn", choices=["sdpa", "eager"], default=None,
                     help="attention implementation (default: what load_model picks)")
+    ap.add_argument("--device", default="cpu",
+                    help="torch device of both phases: cpu, cuda, cuda:N, auto (afscope's resolver)")
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
                     help="dtype of (b); (a) always runs in float32 as the reference")
     ap.add_argument("--profile", action="store_true",
@@ -397,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         prep_s = 0.0
     batch_tokens = args.batch_tokens or ExtractConfig.model_fields["batch_tokens"].default
     opts = {"model": args.model, "data": str(data), "layer": args.layer, "dtype": args.dtype,
+            "device": args.device,
             "threads": args.threads, "attn": args.attn, "max_length": args.max_length,
             "batch_tokens": batch_tokens, "profile": args.profile, "profile_n": args.profile_n}
 

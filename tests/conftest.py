@@ -22,6 +22,17 @@ def shared_dir() -> Path:
     return Path(os.environ.get("AFSCOPE_SHARED", ROOT.parent / "shared"))
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``gpu`` need CUDA: skipped (the one allowed skip) where torch sees none;
+    ``benchmarks/gpu_check.sh`` runs them on a GPU machine."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (run benchmarks/gpu_check.sh on a GPU)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     path = shared_dir() / "data"

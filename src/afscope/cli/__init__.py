@@ -123,6 +123,7 @@ def _register() -> None:
         lab,
         models,
         organism,
+        plan,
         probe,
         report,
         sae,
@@ -131,7 +132,7 @@ def _register() -> None:
     )
 
     for mod in (data, models, generate, extract, sae, probe, features, judge, steer, organism,
-                counterfactual, explain, interop, lab, study, report, demo, doctor):
+                counterfactual, explain, interop, lab, study, plan, report, demo, doctor):
         main.add_command(mod.command)
 
 

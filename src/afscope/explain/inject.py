@@ -63,16 +63,17 @@ class VectorProjector(nn.Module):
         return [int(k[1:]) for k in self.maps]
 
     def forward(self, vectors: torch.Tensor, layers: torch.Tensor) -> torch.Tensor:
-        dtype = next(iter(self.maps.values())).weight.dtype
-        out = vectors.new_zeros(vectors.shape[0], self.d_explainer, dtype=dtype)
+        w = next(iter(self.maps.values())).weight
+        vectors = vectors.to(w.device, w.dtype)  # inputs follow the projector's place
+        layers = layers.to(w.device)
+        out = vectors.new_zeros(vectors.shape[0], self.d_explainer)
         for layer in layers.unique().tolist():
             key = f"L{layer}"
             if key not in self.maps:
                 raise ConfigError(f"no projection for target layer {layer}; the projector has "
                                   f"layers {self.layers}")
             rows = layers == layer
-            out = out.index_put((rows.nonzero(as_tuple=True)[0],),
-                                self.maps[key](vectors[rows].to(self.maps[key].weight.dtype)))
+            out = out.index_put((rows.nonzero(as_tuple=True)[0],), self.maps[key](vectors[rows]))
         return out
 
 
@@ -88,7 +89,11 @@ def find_projector(model: nn.Module) -> nn.Module | None:
 
 
 def attach_projector(model: nn.Module, projector: VectorProjector) -> None:
-    """Register ``projector`` on ``model`` (before peft wraps it) so it trains and saves with it."""
+    """Register ``projector`` on ``model`` (before peft wraps it) so it trains and saves with it.
+
+    It moves to the device of the model's inputs but keeps its own dtype (float32 by default: it
+    trains in full, like the LoRA weights, also when the model is bf16)."""
+    projector.to(next(model.parameters()).device)
     setattr(model, PROJECTOR_ATTR, projector)
 
 
@@ -125,18 +130,21 @@ def embedding_norm(model: nn.Module, n_ids: int = 4096) -> float:
         return float(emb(ids[None, :])[0].float().norm(dim=-1).mean())
 
 
-def _directions(batch: VectorBatch, projector: nn.Module | None, d_model: int, dtype: torch.dtype
-                ) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """Index ``(rows, cols)`` of the filled slots and their unit directions ``(N, d_model)``."""
+def _directions(batch: VectorBatch, projector: nn.Module | None, d_model: int,
+                like: torch.Tensor) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Index ``(rows, cols)`` of the filled slots and their unit directions ``(N, d_model)``
+    (float32: the caller scales them, then casts), both on the device of ``like``."""
     rows, slots = (batch.positions >= 0).nonzero(as_tuple=True)
     v = batch.vectors[rows, slots].float()
     if projector is not None:
-        v = projector(v, batch.layers[rows, slots])
+        v = projector(v, batch.layers[rows, slots]).float()
     elif v.shape[-1] != d_model:
         raise ConfigError(f"vector width {v.shape[-1]} differs from the explainer's d_model "
                           f"{d_model} and no projection is configured (set projection: linear)")
+    v = v.to(like.device)
     v = v / v.norm(dim=-1, keepdim=True).clamp_min(1e-8)
-    return (rows, batch.positions[rows, slots]), v.to(dtype)
+    cols = batch.positions[rows, slots]
+    return (rows.to(like.device), cols.to(like.device)), v
 
 
 @contextlib.contextmanager
@@ -166,8 +174,8 @@ def inject(model: nn.Module, batch: VectorBatch | None, *, mode: str = "replace"
         def hook(_m: nn.Module, _i: object, out: torch.Tensor) -> torch.Tensor:
             if not applies(out):
                 return out
-            idx, v = _directions(batch, projector, d_model, out.dtype)
-            return out.index_put(idx, (scale * v).to(out.device))
+            idx, v = _directions(batch, projector, d_model, out)
+            return out.index_put(idx, (scale * v).to(out.dtype))
 
         handle = emb.register_forward_hook(hook)
         try:
@@ -183,9 +191,9 @@ def inject(model: nn.Module, batch: VectorBatch | None, *, mode: str = "replace"
     def add(h: torch.Tensor) -> torch.Tensor:
         if not applies(h):
             return h
-        idx, v = _directions(batch, projector, d_model, h.dtype)
-        norms = h[idx].norm(dim=-1, keepdim=True).detach()
-        return h.index_put(idx, norms * v.to(h.device), accumulate=True)
+        idx, v = _directions(batch, projector, d_model, h)
+        norms = h[idx].detach().float().norm(dim=-1, keepdim=True)  # (N, 1), fp32 for bf16 h
+        return h.index_put(idx, (norms * v).to(h.dtype), accumulate=True)
 
     with edit_residual(model, {inject_layer: add}):
         yield

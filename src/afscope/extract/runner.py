@@ -156,8 +156,8 @@ class Batch:
     """One padded forward pass: ``rows`` index the records given to :func:`iter_batches`."""
 
     rows: list[int]
-    input_ids: torch.Tensor  # (B, T) long, right-padded
-    mask: torch.Tensor  # (B, T) bool, the tokens to pool
+    input_ids: torch.Tensor  # (B, T) long, right-padded, on the model's input device
+    mask: torch.Tensor  # (B, T) bool, the tokens to pool (same device)
     lengths: list[int]  # real (unpadded) tokens per row
     acts: dict[int, torch.Tensor]  # layer -> (B, T, D) residual stream after that block
 
@@ -190,10 +190,14 @@ def iter_batches(lm: LoadedModel, records: list[Any], layers: list[int], spec: M
             empty = [records[batch[r]].id for r in (~mask.any(dim=1)).nonzero()[:, 0].tolist()]
             raise ArtifactError(f"records {empty[:5]}: no tokens under the token mask "
                                 f"{spec.kind!r} (empty response, or all skipped by --skip-first)")
+        ids = ids.to(device)
         with record_residual(lm.model, layers, stop=True) as acts:
-            lm.model(input_ids=ids.to(device), attention_mask=am.to(device), use_cache=False)
+            lm.model(input_ids=ids, attention_mask=am.to(device), use_cache=False)
+        # one device for everything a batch yields: blocks of a sharded model (device_map) may
+        # sit on other GPUs than the inputs (a no-op on one device)
         yield Batch(rows=batch, input_ids=ids, mask=mask.to(device),
-                    lengths=[lengths[i] for i in batch], acts=dict(acts))
+                    lengths=[lengths[i] for i in batch],
+                    acts={k: v.to(device) for k, v in acts.items()})
 
 
 def _run_chunk(lm: LoadedModel, records: list[Any], cfg: ExtractConfig, layers: list[int],

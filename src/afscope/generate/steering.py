@@ -78,15 +78,16 @@ def steer_batch(model: nn.Module, rows: Sequence[Steering | None], attention: to
         yield
         return
     B, T = attention.shape
-    param = next(model.parameters())
-    dtype, device = param.dtype, param.device
-    prompt_mask = torch.zeros(B, T, dtype=dtype)
-    gen_rows = torch.zeros(B, dtype=dtype)
+    # Built once in float32 on the inputs' device, then cast per hooked block to the dtype and
+    # device of the hidden state it edits (bf16 models; blocks on other GPUs under device_map).
+    device = next(model.parameters()).device
+    prompt_mask = torch.zeros(B, T, dtype=torch.float32)
+    gen_rows = torch.zeros(B, dtype=torch.float32)
     for r, s in enumerate(rows):
         if s is None:
             continue
         if s.positions in ("prompt", "both"):
-            prompt_mask[r] = attention[r].to(dtype)
+            prompt_mask[r] = attention[r].to("cpu", torch.float32)
         elif s.positions == "last":
             prompt_mask[r, T - 1] = 1.0
         if s.positions in ("generated", "both", "last"):
@@ -94,20 +95,30 @@ def steer_batch(model: nn.Module, rows: Sequence[Steering | None], attention: to
     prompt_mask, gen_rows = prompt_mask.to(device), gen_rows.to(device)
     deltas: dict[int, torch.Tensor] = {}
     for i in layers:
-        d = torch.zeros(B, _width(rows, i), dtype=dtype)
+        d = torch.zeros(B, _width(rows, i), dtype=torch.float32)
         for r, s in enumerate(rows):
             if s is not None and i in s.vectors:
-                d[r] = s.alpha * s.vectors[i].to(dtype)
+                d[r] = s.alpha * s.vectors[i].detach().to("cpu", torch.float32)
         deltas[i] = d.to(device)
     calls = dict.fromkeys(layers, 0)
+    placed: dict[tuple[int, torch.device, torch.dtype], tuple[torch.Tensor, ...]] = {}
+
+    def on(i: int, h: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``(prompt (B, T, 1), generated (B, 1, 1), delta (B, 1, D))`` in ``h``'s place."""
+        key = (i, h.device, h.dtype)
+        if key not in placed:
+            placed[key] = tuple(x.to(h.device, h.dtype) for x in (
+                prompt_mask[:, :, None], gen_rows[:, None, None], deltas[i][:, None, :]))
+        return placed[key]
 
     def make(i: int):
         def fn(h: torch.Tensor) -> torch.Tensor:  # h: (B, t, D)
             first = calls[i] == 0
             calls[i] += 1
+            prompt, gen, delta = on(i, h)
             if first and h.shape[1] == T:
-                return h + prompt_mask[:, :, None] * deltas[i][:, None, :]
-            return h + gen_rows[:, None, None] * deltas[i][:, None, :]
+                return h + prompt * delta
+            return h + gen * delta
 
         return fn
 

@@ -138,11 +138,19 @@ def edit_residual(model: nn.Module, edits: dict[int, Callable[[torch.Tensor], to
 def add_to_residual(model: nn.Module, vectors: dict[int, torch.Tensor], *, alpha: float = 1.0,
                     positions: torch.Tensor | None = None) -> contextlib.AbstractContextManager:
     """Add ``alpha * vectors[i]`` (shape (D,)) after block ``i``; ``positions`` is an optional
-    (B, T) bool mask of the token positions to change (all positions when None)."""
+    (B, T) bool mask of the token positions to change (all positions when None).
+
+    The vectors may live anywhere (CPU, float32): each hook puts ``alpha * v`` on the device and
+    dtype of the hidden state it edits, so sharded (``device_map``) and bf16 models work too."""
 
     def make(v: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        cache: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+
         def fn(h: torch.Tensor) -> torch.Tensor:
-            delta = alpha * v.to(dtype=h.dtype, device=h.device)
+            key = (h.device, h.dtype)
+            if key not in cache:  # scaled in float32, cast once per device/dtype (not per step)
+                cache[key] = (alpha * v.detach().to(h.device, torch.float32)).to(h.dtype)
+            delta = cache[key]
             if positions is None:
                 return h + delta
             return h + positions.to(h.device).unsqueeze(-1).to(h.dtype) * delta

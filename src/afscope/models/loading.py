@@ -8,13 +8,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from afscope.errors import ArtifactError, ConfigError
+from afscope.errors import ArtifactError
 from afscope.fileio import sha256_json
+from afscope.models.device import DTYPES, SHARD, device_and_dtype, load_kwargs
 from afscope.models.embedded import EMBEDDED, MODEL_INFO, prepare
 
 log = logging.getLogger(__name__)
 
-DTYPES = ("float32", "bfloat16", "float16")
+__all__ = ["DTYPES", "LoadedModel", "ModelInfo", "load_model", "text_config"]
 
 
 @dataclass(frozen=True)
@@ -73,16 +74,18 @@ def load_model(name_or_path: str, *, dtype: str = "float32", device: str = "cpu"
                gguf_file: str | None = None) -> LoadedModel:
     """Load an embedded model (prepared on first use), a local folder, or a hub id.
 
-    ``trust_remote_code`` is off by default: a hub id cannot run code on the user's machine unless
-    they ask for it.
+    ``device``: ``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``shard`` (``device_map="auto"``
+    over every visible GPU); ``dtype``: ``auto`` (bf16 on GPU, fp32 on CPU) or a dtype name. Both
+    go through :func:`afscope.models.device.device_and_dtype`, and :class:`ModelInfo` records the
+    resolved values. ``trust_remote_code`` is off by default: a hub id cannot run code on the
+    user's machine unless they ask for it.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # afscope shows its own progress
-    if dtype not in DTYPES:
-        raise ConfigError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+    device, dtype = device_and_dtype(str(device), dtype)
     torch_dtype = getattr(torch, dtype)
     if name_or_path in EMBEDDED:
         folder: str | Path = prepare(name_or_path)
@@ -95,10 +98,13 @@ def load_model(name_or_path: str, *, dtype: str = "float32", device: str = "cpu"
         kwargs["gguf_file"] = gguf_file
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype,
+                                                     **load_kwargs(device), **kwargs)
     except (OSError, ValueError) as e:
         raise ArtifactError(f"could not load model {name_or_path!r}: {e}") from None
-    model.to(device).eval()
+    if device != SHARD:  # a dispatched (sharded) model must not be moved as a whole
+        model.to(device)
+    model.eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     cfg = text_config(model.config)

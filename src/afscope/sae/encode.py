@@ -11,6 +11,7 @@ import torch
 from afscope.errors import ConfigError
 from afscope.extract import ActivationCache, ExtractConfig, extract
 from afscope.fileio import sha256_file
+from afscope.models.device import tensor_device
 from afscope.sae.base import SAE
 from afscope.sae.io import WEIGHTS_FILE, load_sae, unsupported_hook
 from afscope.sae.pretrained import Download, is_release_name, locate, refuse_transcoder, resolve_sae
@@ -25,6 +26,8 @@ class SAEEncoder:
 
     def __init__(self, sae: SAE, layer: int, sha256: str | None = None,
                  source: str | None = None) -> None:
+        if sae.W_enc.dtype in (torch.float16, torch.bfloat16):
+            sae = sae.float()  # encode in float32 whatever the model's dtype: top-k ties, thresholds
         self.sae = sae.eval()
         self.layer = layer
         self.d_in = sae.cfg.d_in
@@ -39,8 +42,14 @@ class SAEEncoder:
         return dict(self._identity)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, d_in) -> (N, d_sae)``."""
-        return self.sae.encode(x.to(self.sae.W_enc.device))
+        """``(N, d_in) -> (N, d_sae)`` float32, on ``x``'s device.
+
+        The SAE follows the activations: it moves (once) to the device they come from, so a
+        model on a GPU, or sharded over several, never sends per-token activations to the host.
+        """
+        if self.sae.W_enc.device != x.device:
+            self.sae.to(x.device)
+        return self.sae.encode(x.float())
 
 
 def _state_sha256(sae: SAE) -> str:
@@ -70,6 +79,7 @@ def sae_encoder(source: str | Path, layer: int | None = None, *, default_layer: 
     SAEs of another stream than the residual one (MLP output, attention heads, transcoders) are
     refused with a :class:`ConfigError`; release names are checked before any download.
     """
+    device = tensor_device(str(device))  # "auto" / "shard" to a concrete device
     if is_release_name(str(source)) and not Path(source).exists():
         release, _, sae_id = str(source).partition("/")
         loc = locate(release, sae_id)
