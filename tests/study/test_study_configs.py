@@ -19,3 +19,15 @@ def test_study_benchmark_config_is_valid(shared_data):
         name = Path(path).name
         if not (shared_data / name).is_file():
             pytest.fail(f"{path}: not in the shared data folder {shared_data}")
+
+
+def test_study_transfer_config_is_valid(shared_data):
+    cfg = build_config(StudyConfig, ROOT / "configs" / "study_transfer.yaml", {})
+    roles = {s.name: s.role for s in cfg.sources}
+    assert sum(r == "train" for r in roles.values()) >= 3  # leave-one-out needs >= 2, nesting 3
+    assert "eval" in roles.values() and "control" in roles.values()
+    assert [m.name for m in cfg.models] == ["smollm2-135m-instruct"]
+    assert {"tfidf", "tfidf_char", "keyword", "embedding"} <= {b.id for b in cfg.baseline_specs()}
+    for s in cfg.sources:
+        if s.data is not None and not (shared_data / Path(s.data).name).is_file():
+            pytest.fail(f"{s.data}: not in the shared data folder {shared_data}")

@@ -12,11 +12,17 @@ from afscope.study.config import StudyConfig
 @click.command("study")
 @config_command(StudyConfig)
 def command(cfg: StudyConfig) -> None:
-    """Split, baselines, SAEs, caches, probes, sweeps and the HTML report (see configs/)."""
-    from afscope.study import RESULTS_FILE, run_study
+    """Split, baselines, SAEs, caches, probes, sweeps and the HTML report (see configs/).
+
+    With ``sources:`` instead of ``train:`` it is a transfer study: leave-one-source-out
+    training and the train-source x test-source AUROC matrix of every method
+    (configs/study_transfer.yaml).
+    """
+    from afscope.study import RESULTS_FILE, TRANSFER_FILE, run_study
 
     out = run_study(cfg)
-    console.print(f"results: {out / RESULTS_FILE}")
+    main = out / (TRANSFER_FILE if cfg.sources else RESULTS_FILE)
+    console.print(f"results: {main}")
     report = out / "report" / "index.html"
     if report.is_file():
         console.print(f"report: {report}")

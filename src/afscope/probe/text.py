@@ -7,11 +7,17 @@ on a different view of the text:
 ``tfidf``
     word 1-2 gram TF-IDF (sublinear tf, ``min_df`` documents), vocabulary and idf fitted on the
     training texts only, so a word seen only at test time has no column.
+``tfidf_char``
+    character 2-5 gram TF-IDF within word boundaries (``char_wb``), otherwise as ``tfidf``: robust
+    to the rewording and spelling shifts between generators that word n-grams miss.
 ``keyword``
     the keyword counter of :mod:`afscope.data.keywords`, split per keyword: occurrences of each
     training/RLHF/monitoring term per 100 words, plus their total.
 ``embedding``
-    all-MiniLM-L6-v2 sentence embeddings (:func:`afscope.models.embedding.embed_texts`).
+    all-MiniLM-L6-v2 sentence embeddings (:func:`afscope.models.embedding.embed_texts`) by
+    default; ``embedder`` names any other sentence-transformers / HF encoder folder, or a hub id
+    found in the local HF cache (or downloaded where the hub is reachable and not
+    ``HF_HUB_OFFLINE``), so a GPU user can point it at a large embedding model.
 
 They are scikit-learn estimators over a list of texts (``fit(texts, y)`` returns self,
 ``predict_proba(texts)`` is ``(n, 2)``; they work with ``clone`` and ``cross_val_score``), live
@@ -318,6 +324,33 @@ class TfidfBaseline(TextBaseline):
         self._build([str(t) for t in vocab], idf.astype(np.float64))
 
 
+class TfidfCharBaseline(TfidfBaseline):
+    """Character ``ngram_min``..``ngram_max``-grams inside word boundaries (``char_wb``), TF-IDF
+    as :class:`TfidfBaseline` (sublinear tf, ``min_df``, at most ``max_features`` terms)."""
+
+    def __init__(self, C: float = 1.0, *, ngram_min: int = 2, ngram_max: int = 5,
+                 min_df: int = 2, max_features: int | None = 50_000,
+                 class_weight: str | None = None, max_iter: int = 1000, seed: int = 0) -> None:
+        self.C = C
+        self.ngram_min = ngram_min
+        self.ngram_max = ngram_max
+        self.min_df = min_df
+        self.max_features = max_features
+        self.class_weight = class_weight
+        self.max_iter = max_iter
+        self.seed = seed
+
+    def _vectorizer(self, vocabulary: dict[str, int] | None = None) -> Any:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        if not 1 <= self.ngram_min <= self.ngram_max:
+            raise ConfigError(f"tfidf_char baseline: fields 'ngram_min' and 'ngram_max': expected "
+                              f"1 <= min <= max, got {self.ngram_min}, {self.ngram_max}")
+        return TfidfVectorizer(analyzer="char_wb", ngram_range=(self.ngram_min, self.ngram_max),
+                               min_df=self.min_df, max_features=self.max_features,
+                               sublinear_tf=True, vocabulary=vocabulary, dtype=np.float64)
+
+
 # -- keyword -------------------------------------------------------------------------------------
 def _term(text: str) -> str:
     return " ".join(re.split(r"[\s-]+", text.lower()))
@@ -390,9 +423,36 @@ class EmbeddingBaseline(TextBaseline):
         from afscope.models.embedding import embed_texts
 
         return embed_texts(texts, batch_size=self.batch_size, max_length=self.max_length,
-                           model=self.embedder).astype(np.float64)
+                           model=resolve_embedder(self.embedder)).astype(np.float64)
+
+
+def resolve_embedder(name: str) -> str:
+    """The default name, a local folder, or the folder of a hub id (local HF cache first; a
+    download only where the hub is reachable and ``HF_HUB_OFFLINE`` is unset)."""
+    import os
+
+    from afscope.models.embedding import _DEFAULT_ALIASES
+
+    if name in _DEFAULT_ALIASES or Path(name).expanduser().is_dir():
+        return name
+    if name.count("/") != 1 or name.startswith((".", "/", "~")):
+        return name  # not a hub id: let the loader say what is wrong with it
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        return name
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    for local_only in (True,) if offline else (True, False):
+        try:
+            return snapshot_download(name, local_files_only=local_only)
+        except Exception:  # noqa: BLE001 - not cached / hub unreachable: try the next way
+            continue
+    raise ConfigError(f"embedder {name!r}: not in the local Hugging Face cache and the hub "
+                      f"{'is disabled (HF_HUB_OFFLINE)' if offline else 'could not be reached'}; "
+                      f"use the offline default 'all-MiniLM-L6-v2' or a local folder")
 
 
 register_baseline("tfidf", TfidfBaseline)
+register_baseline("tfidf_char", TfidfCharBaseline)
 register_baseline("keyword", KeywordBaseline)
 register_baseline("embedding", EmbeddingBaseline)

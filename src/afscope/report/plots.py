@@ -257,3 +257,26 @@ def loss_plot(curves: Sequence[LossCurve], title: str = "explainer training") ->
             ax.legend(loc="upper right")
         fig.tight_layout()
         return _png(fig)
+
+
+def matrix_heatmap(values: np.ndarray, rows: Sequence[str], cols: Sequence[str],
+                   notes: Sequence[Sequence[str]], title: str) -> bytes:
+    """A train-source x test-source matrix: ``values (r, c)`` in [0, 1] coloured (NaN grey),
+    each cell annotated with ``notes[i][j]`` (e.g. ``.91`` or ``det .40``)."""
+    v = np.asarray(values, np.float64)
+    r, c = v.shape
+    with _figure(1.6 + 1.1 * c, 1.0 + 0.45 * r) as fig:
+        ax = fig.add_subplot(1, 1, 1)
+        cmap = matplotlib.colormaps["RdYlGn"].with_extremes(bad="#dddddd")
+        im = ax.imshow(np.ma.masked_invalid(v), cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
+        for i in range(r):
+            for j in range(c):
+                ax.text(j, i, notes[i][j], ha="center", va="center", fontsize=8)
+        ax.set_xticks(range(c), [_short(x, 18) for x in cols], rotation=30, ha="right")
+        ax.set_yticks(range(r), [_short(x, 28) for x in rows])
+        ax.set_xlabel("test source")
+        ax.set_ylabel("trained on")
+        ax.set_title(_short(title, 90), fontsize=9)
+        fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02)
+        fig.tight_layout()
+        return _png(fig)

@@ -827,8 +827,12 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     run_dir = Path(run_dir)
     behaviour = read_behaviour(run_dir)
     explain = read_explain(run_dir)
+    from afscope.report.transfer import TRANSFER_PAGE, read_transfer, transfer_context
+
+    transfer = read_transfer(run_dir)  # a transfer study (afscope.study.transfer)
     results, scores = None, {}
-    if (behaviour is None and explain is None) or (run_dir / RESULTS_FILE).exists():
+    if (behaviour is None and explain is None and transfer is None) or \
+            (run_dir / RESULTS_FILE).exists():
         results = load_results(run_dir)
         scores = load_scores(run_dir, results)
     out_path = _resolve_out(run_dir, out)
@@ -853,6 +857,12 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
             page = env.get_template("explainer.html.j2").render(ctx)
             atomic_write_text(tmp / EXPLAINER_PAGE, page)
             if results is None and behaviour is None:
+                atomic_write_text(tmp / INDEX_FILE, page)
+        if transfer is not None:
+            page = env.get_template("transfer.html.j2").render(
+                transfer_context(transfer, tmp, index_file=results_file))
+            atomic_write_text(tmp / TRANSFER_PAGE, page)
+            if results is None and behaviour is None and explain is None:
                 atomic_write_text(tmp / INDEX_FILE, page)
         if results is not None:
             _write_results_pages(results, scores, run_dir, out_path, tmp, env, behaviour_file,

@@ -56,6 +56,9 @@ def prepare_data(cfg: StudyConfig, out: Path) -> StudyData:
         if len(ds) == 0:
             raise DataError(f"{spec.data}: OOD set {spec.name!r} is empty")
         ood[spec.name] = subsample(ds, spec.max_records, cfg.seed)
+    if cfg.train is None:
+        raise DataError("prepare_data: this config is a transfer study (sources); use "
+                        "afscope.study.transfer.prepare_sources")
     src = load_dataset(cfg.train.data, label_map=cfg.train.label_map)
     dropped = {}
     if ood:

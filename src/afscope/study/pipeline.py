@@ -99,36 +99,57 @@ class _Study:
 
 
 def _baselines(st: _Study) -> None:
-    for name in st.cfg.baselines:
+    for spec in st.cfg.baseline_specs():
+        name = spec.id
         with st.run.timer(f"baseline_{name}"):
-            est = fit_baseline(name, st.texts["train"], st.labels["train"], seed=st.cfg.seed)
-            folder = est.save(st.out / "probes" / f"baseline-{name}")
-            st.results.add_method(f"baseline/{name}", "baseline", name, name,
+            est = fit_baseline(spec.name, st.texts["train"], st.labels["train"],
+                               seed=st.cfg.seed, **spec.params)
+            folder = est.save(st.out / "probes" / f"baseline-{_slug(name)}")
+            st.results.add_method(f"baseline/{name}", "baseline", name, spec.name,
                                   params=est.get_params(), artifact=str(folder.relative_to(st.out)))
             st.evaluate(f"baseline/{name}", lambda n: est.scores(st.texts[n]), 0.5)
 
 
-def _train_saes(st: _Study, spec: ModelSpec, lm: LoadedModel, layers: list[int]) -> list[Any]:
+def sae_layers(spec: ModelSpec, layers: list[int], n_layers: int) -> list[int]:
+    """The resolved layers of ``layers`` that get an SAE (``spec.sae.layers``, default all)."""
+    if spec.sae is None:
+        return []
+    if spec.sae.layers is None:
+        return list(layers)
+    wanted = resolve_layers(spec.sae.layers, n_layers)
+    missing = [la for la in wanted if la not in layers]
+    if missing:
+        from afscope.errors import ConfigError
+
+        raise ConfigError(f"model {spec.name!r}: field 'sae.layers' resolves to {wanted}, but "
+                          f"{missing} are not among the probed layers {layers}")
+    return wanted
+
+
+def train_saes(cfg: StudyConfig, out: Path, run: Run, sae_log: list[dict[str, Any]],
+               spec: ModelSpec, lm: LoadedModel, layers: list[int], dataset: Any) -> list[Any]:
+    """Train one TopK SAE per layer of ``layers`` on ``dataset``'s tokens (metrics appended to
+    ``sae_log``); returns their encoders."""
     assert spec.sae is not None
     encoders = []
     for layer in layers:
-        run_dir = st.out / "sae" / _slug(spec.name) / f"L{layer}"
+        run_dir = out / "sae" / _slug(spec.name) / f"L{layer}"
         tcfg = SAETrainConfig(
             model=spec.name, layer=layer, out=run_dir, d_sae=spec.sae.d_sae, k=spec.sae.k,
             max_tokens=spec.sae.max_tokens, epochs=spec.sae.epochs,
-            batch_size=spec.sae.batch_size, lr=spec.sae.lr, mask=st.cfg.extract.mask,
-            skip_first=st.cfg.extract.skip_first, max_length=st.cfg.extract.max_length,
-            batch_tokens=st.cfg.extract.batch_tokens, dtype=st.cfg.extract.dtype,
-            device=st.cfg.extract.device, seed=st.cfg.seed)
-        with st.run.timer(f"sae_{spec.name}_L{layer}"):
-            folder, m = run_sae_train(tcfg, lm=lm, dataset=st.data.datasets["train"])
-        st.results.sae.append({
+            batch_size=spec.sae.batch_size, lr=spec.sae.lr, mask=cfg.extract.mask,
+            skip_first=cfg.extract.skip_first, max_length=cfg.extract.max_length,
+            batch_tokens=cfg.extract.batch_tokens, dtype=cfg.extract.dtype,
+            device=cfg.extract.device, seed=cfg.seed)
+        with run.timer(f"sae_{spec.name}_L{layer}"):
+            folder, m = run_sae_train(tcfg, lm=lm, dataset=dataset)
+        sae_log.append({
             "model": spec.name, "layer": layer, "d_sae": spec.sae.d_sae, "k": spec.sae.k,
             "explained_variance": m["heldout_explained_variance"],  # held-out texts' tokens
             "mean_l0": m["heldout_mean_l0"], "dead_fraction": m["heldout_dead_fraction"],
             "tokens_per_s": m["tokens_per_s"],
-            "path": str(folder.relative_to(st.out))})
-        encoders.append(sae_encoder(folder, device=st.cfg.extract.device))
+            "path": str(folder.relative_to(out))})
+        encoders.append(sae_encoder(folder, device=cfg.extract.device))
     return encoders
 
 
@@ -158,7 +179,9 @@ def _model(st: _Study, spec: ModelSpec) -> dict[str, ActivationCache]:
     st.run.add_model(spec.name, lm.info.to_dict())
     st.tokenizers[spec.name] = lm.tokenizer
     layers = resolve_layers(spec.layers, lm.info.n_layers)
-    encoders = _train_saes(st, spec, lm, layers) if spec.sae else []
+    encoders = train_saes(st.cfg, st.out, st.run, st.results.sae, spec, lm,
+                          sae_layers(spec, layers, lm.info.n_layers),
+                          st.data.datasets["train"]) if spec.sae else []
     caches = _caches(st, spec, lm, layers, encoders)
     for layer in layers:
         for pool in spec.pools:
@@ -167,7 +190,7 @@ def _model(st: _Study, spec: ModelSpec) -> dict[str, ActivationCache]:
             for pcfg in st.cfg.probes:
                 st.probe(f"{spec.name}/L{layer}/resid.{pool}/{probe_label(pcfg)}", "activation",
                          f"resid.{pool}", X, pcfg, space, model=spec.name, layer=layer)
-        if not spec.sae:
+        if not spec.sae or layer not in caches["train"].sae_layers:
             continue
         for stat in spec.sae.stats:
             X = {n: c.sae_features(layer, stat) for n, c in caches.items()}
@@ -250,6 +273,10 @@ def _autointerp(st: _Study, caches: dict[str, dict[str, ActivationCache]]) -> No
 
 def run_study(cfg: StudyConfig) -> Path:
     """Run the whole study into ``cfg.out``; returns the run directory."""
+    if cfg.sources:
+        from afscope.study.transfer import run_transfer
+
+        return run_transfer(cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)  # a failure keeps the caches: a rerun resumes them
     with start_run("study", cfg.to_dict(), out) as run:
