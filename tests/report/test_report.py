@@ -290,3 +290,33 @@ def test_cli_prints_the_index_path_and_exits_2_on_bad_results(tmp_path):
             main.commands.pop("report")
     assert result.exit_code == 2
     assert "results.json: expected a JSON object" in result.stderr
+
+
+def test_results_report_links_to_the_transfer_page(tmp_path):
+    """A run with ``transfer.json`` gets ``transfer.html``, linked from the index like the
+    behaviour and explainer pages; without it, neither link nor page."""
+    from afscope.report.transfer import TRANSFER_FILE, TRANSFER_PAGE
+
+    run = make_results(tmp_path)
+    (run / TRANSFER_FILE).write_text(json.dumps({
+        "kind": "afscope_transfer", "format_version": 1, "title": "tiny transfer", "fpr": 0.05,
+        "n_boot": 10, "verdicts": [],
+        "sources": [{"name": "a", "role": "train", "path": "a.jsonl", "n_fit": 8, "n_test": 4,
+                     "n_pos_test": 2, "two_class": True, "counts": {"aligned": 6}, "dropped": 0}],
+        "rows": [{"id": "all", "kind": "all", "sources": ["a"], "held_out": None}],
+        "methods": [{"id": "baseline/tfidf", "family": "baseline"}],
+        "cells": [{"method": "baseline/tfidf", "row": "all", "test": "a", "in_row": True,
+                   "auroc": {"value": 0.9, "lo": 0.8, "hi": 1.0}, "detection_rate": None,
+                   "hard_negative": {}}],
+        "selection": {"criterion": "mean", "held_out": [], "scores": {}, "recommended": {},
+                      "comparisons": []}}))
+    index = write_report(run)
+    html = index.read_text(encoding="utf-8")
+    assert "AUROC ladder" in html  # index stays the detection report
+    assert f'href="{TRANSFER_PAGE}" id="transfer-link"' in html
+    assert '<a href="index.html">detection report</a>' in (
+        index.parent / TRANSFER_PAGE).read_text(encoding="utf-8")
+    (run / TRANSFER_FILE).unlink()
+    index = write_report(run)
+    assert TRANSFER_PAGE not in index.read_text(encoding="utf-8")
+    assert not (index.parent / TRANSFER_PAGE).exists()

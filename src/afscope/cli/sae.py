@@ -19,10 +19,37 @@ def command() -> None:
 @command.command("train")
 @config_command(SAETrainConfig)
 def train(cfg: SAETrainConfig) -> None:
-    """Collect tokens of --layer from --model over --data, train a TopK SAE, save OUT/sae."""
+    """Collect tokens of --layer from --model over --data, train a TopK SAE, save OUT/sae.
+
+    Under torchrun / accelerate launch every rank collects its share of the token blocks into
+    OUT/tokens on its own device, and rank 0 trains when all are done. In a Slurm job array each
+    task collects its share; then run the same command once as one process to train. Either way
+    the SAE is the one a single process trains.
+    """
+    from afscope.cli.options import launch_config, quiet_unless_main
+    from afscope.distributed import launched
     from afscope.sae import run_sae_train
 
-    folder, m = run_sae_train(cfg)
+    with launched(cfg.shard) as launch:
+        quiet_unless_main(launch)
+        mine = launch_config(cfg, launch)
+        lm = None
+        if launch.collective:  # rank 0 trains with the model it collected with
+            from afscope.models import load_model
+
+            lm = load_model(mine.model, dtype=mine.dtype, device=mine.device)
+        result = run_sae_train(mine, lm=lm)
+        if launch.collective:
+            launch.barrier()  # every rank's token blocks are on disk
+            if not launch.is_main:
+                return
+            result = run_sae_train(mine.model_copy(update={"shard": None}), lm=lm)
+    if result is None:
+        console.print(f"shard {launch.spec} done: {Path(cfg.out) / 'tokens'} (when all shards "
+                      "are done, run the same command once as one process to train)",
+                      highlight=False)
+        return
+    folder, m = result
     console.print(
         f"SAE layer {m['layer']} d_sae={m['d_sae']} k={m['k']} on {m['n_tokens']:,} tokens x "
         f"{cfg.epochs} epochs; on {m['n_heldout_tokens']:,} held-out tokens: explained variance "

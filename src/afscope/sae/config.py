@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from afscope.config import BaseConfig
+from afscope.distributed import ShardSpec
 
 Architecture = Literal["relu", "topk", "jumprelu"]
 DType = Literal["float32", "bfloat16", "float16"]
@@ -97,6 +98,18 @@ class SAETrainConfig(BaseConfig):
         0.1, gt=0, lt=1, description="Fraction of the records (whole texts) held out of training; "
         "explained variance, L0 and dead fraction are reported on their tokens (at most "
         "heldout_fraction x max_tokens of them).")
+    block_records: int = Field(
+        256, gt=0, description="Records per token block, the unit of --shard and of resume; "
+        "each block is run through the model on its own (its batches are planned by length "
+        "within it), so this changes which tokens a capped run keeps.")
+    shard: ShardSpec = Field(
+        None, description="i/n: collect only blocks i, i+n, ... (0-based) of the tokens into "
+        "OUT/tokens and stop, training nothing; the same command without it then trains (under "
+        "torchrun / accelerate launch or in a Slurm array it comes from the environment).")
+    keep_tokens: bool = Field(
+        False, description="Keep OUT/tokens (the collected activations, in blocks of records) "
+        "after training: a later run with the same model, data, layer, mask, lengths, dtype, "
+        "seed and held-out fraction reads them instead of running the model.")
     dtype: DType = Field("float32", description="Model dtype.")
     device: str = Field("cpu", description="torch device for the model and the SAE.")
     label_map: dict[str, int] | None = Field(None, description="Extra label -> 0/1 mapping.")
