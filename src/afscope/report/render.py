@@ -776,7 +776,8 @@ def _resolve_out(run_dir: Path, out: str | Path | None) -> Path:
 
 def _write_results_pages(results: Results, scores: dict[tuple[str, str], ScoreRow], run_dir: Path,
                          out: Path, tmp: Path, env: Environment, behaviour_file: str | None,
-                         explainer_file: str | None = None) -> None:
+                         explainer_file: str | None = None, transfer_file: str | None = None
+                         ) -> None:
     """index.html (and features.html) of ``results.json`` into ``tmp``."""
     view = _View(results, scores)
     verdicts, loses_on_main = _verdicts(view)
@@ -802,6 +803,7 @@ def _write_results_pages(results: Results, scores: dict[tuple[str, str], ScoreRo
         "features_file": FEATURES_FILE if features else None,
         "behaviour_file": behaviour_file,
         "explainer_file": explainer_file,
+        "transfer_file": transfer_file,
     }
     atomic_write_text(tmp / INDEX_FILE, env.get_template("index.html.j2").render(context))
     if features:
@@ -866,7 +868,8 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
                 atomic_write_text(tmp / INDEX_FILE, page)
         if results is not None:
             _write_results_pages(results, scores, run_dir, out_path, tmp, env, behaviour_file,
-                                 explainer_file)
+                                 explainer_file,
+                                 TRANSFER_PAGE if transfer is not None else None)
     index = out_path / INDEX_FILE
     logger.info("report written to %s", index)
     return index
