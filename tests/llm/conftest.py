@@ -1,4 +1,5 @@
-"""Fixtures of the llm tests: a scripted real HTTP server (see ``llm_http_fixtures``)."""
+"""Fixtures of the llm tests: a scripted real HTTP server (see ``llm_http_fixtures``) and a
+vLLM-protocol server backed by a tiny model (see ``openai_server``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from llm_http_fixtures import ScriptedServer, _Handler, _Server
+from openai_server import OpenAIServer, openai_server_fixture
 
 
 @pytest.fixture
@@ -28,3 +30,9 @@ def server() -> Iterator[ScriptedServer]:
 def sleeps() -> list[float]:
     """The delays a RetryPolicy asked for (tests inject ``sleep=sleeps.append``)."""
     return []
+
+
+@pytest.fixture
+def openai_server(tiny_model_dir) -> Iterator[OpenAIServer]:
+    """A vLLM-protocol server on 127.0.0.1 answering greedily with the tiny llama."""
+    yield from openai_server_fixture(tiny_model_dir)

@@ -31,6 +31,7 @@ from afscope.counterfactual.pipeline import (
 from afscope.counterfactual.scenarios import Scenario, load_scenarios, scenarios_info
 from afscope.counterfactual.schema import GENERATIONS_FILE, behaviour_changed
 from afscope.generate import render_prompt
+from afscope.llm.config import ServerConfig
 from afscope.models import LoadedModel
 from afscope.runs import manifest_name, start_run
 
@@ -81,13 +82,29 @@ def context_record(s: Scenario, gens: dict[str, dict[str, Any]], labels: dict[st
     }
 
 
+def served_context_target(server: ServerConfig, model: str, lm: LoadedModel | None
+                          ) -> LoadedModel:
+    """The target on ``server``: ``lm`` when it is already served, else a served model that
+    reuses ``lm``'s tokenizer (or loads ``model``'s; no weights)."""
+    from afscope.generate.engine import eos_ids
+    from afscope.generate.served import ServedModel, served_target
+
+    if lm is not None and isinstance(lm.model, ServedModel):
+        return lm
+    if lm is None:
+        return served_target(server, model)
+    return served_target(server, model, tokenizer=lm.tokenizer,
+                         eos=eos_ids(lm.model, lm.tokenizer))
+
+
 def build_context_dataset(cfg: ContextConfig, *, lm: LoadedModel | None = None,
                           backend: Any = None) -> BuildResult | None:
     """Build the context-ablation dataset in ``cfg.out`` (resumable; see module docstring).
 
     Writes ``generations.jsonl``, ``labels.jsonl``, ``train.json``/``test.json`` (split by
     scenario), ``stats.json`` and ``manifest.json``. ``lm`` reuses a loaded target model;
-    ``backend`` is the LLM judge (``judge`` llm/both). With ``cfg.shard`` it only generates and
+    ``backend`` is the LLM judge (``judge`` llm/both). With ``cfg.server`` the answers come from
+    that OpenAI-compatible server (same rows; no weights loaded here). With ``cfg.shard`` it only generates and
     labels that shard's items and returns None (:mod:`afscope.counterfactual.pipeline`).
     """
     out = Path(cfg.out)
@@ -95,6 +112,8 @@ def build_context_dataset(cfg: ContextConfig, *, lm: LoadedModel | None = None,
                    manifest_name=manifest_name(shard_of(cfg))) as run:
         scenarios = load_scenarios(cfg)
         run.add_dataset("scenarios", scenarios_info(cfg, scenarios))
+        if cfg.server is not None:
+            lm = served_context_target(cfg.server, cfg.model, lm)
         lm = load_target(cfg, run, lm)
         items = context_items(scenarios, cfg)
         gens, gen_meta = generate_all(cfg, run, lm, items, {

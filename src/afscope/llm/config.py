@@ -137,3 +137,45 @@ def llm_from_flag(v: Any) -> Any:
             raise ValueError("expected a YAML mapping like '{backend: claude-cli}' or a .yaml file")  # noqa: TRY004
         return value
     return v
+
+
+class ServerConfig(BaseConfig):
+    """An OpenAI-compatible server (vLLM, llama.cpp server) doing a command's *unsteered*
+    generation instead of the local engine. Decoding (greedy, max tokens, seed, stop) stays the
+    command's own; these fields only say where to send it. Prompts are rendered and tokenized
+    here, with the command's model's tokenizer, and sent as token ids to ``/completions``, so the
+    server reads exactly the tokens the local engine would."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, hide_input_in_errors=True)
+
+    base_url: str = Field(description="Server URL up to /v1, e.g. http://127.0.0.1:8000/v1 "
+                          "(vllm serve MODEL --port 8000).")
+    model: str | None = Field(None, description="Model name the server serves (vLLM "
+                              "--served-model-name, or a --lora-modules name for an organism "
+                              "adapter). Unset = the command's model.")
+    api_key_env: str | None = Field(None, description="NAME of the environment variable with "
+                                    "the key (vLLM --api-key); the key itself is never stored.")
+    concurrency: int = Field(32, ge=1, description="Requests in flight; the server batches "
+                             "them itself (vLLM continuous batching).")
+    timeout_s: float = Field(600.0, gt=0, description="Per-request timeout in seconds.")
+    max_retries: int = Field(5, ge=0, description="Retries of a request on transient failures "
+                             "(5xx, 429, timeouts, connection errors).")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, v: str | None) -> str | None:
+        return LLMConfig._env_name(v)
+
+    def llm_config(self, model: str) -> LLMConfig:
+        """The :class:`LLMConfig` of the ``openai`` backend that talks to this server; ``model``
+        is the command's model, used when :attr:`model` is unset."""
+        return LLMConfig(backend="openai", model=self.model or model, base_url=self.base_url,
+                         api_key_env=self.api_key_env, concurrency=self.concurrency,
+                         timeout_s=self.timeout_s, max_retries=self.max_retries)
+
+
+def server_from_flag(v: Any) -> Any:
+    """A ``--server`` value: a URL (``http://host:8000/v1``), a YAML file or an inline mapping."""
+    if isinstance(v, str) and v.strip().startswith(("http://", "https://")):
+        return {"base_url": v.strip()}
+    return llm_from_flag(v)

@@ -14,6 +14,13 @@ back into the form's lines. A server that answers 400/422 naming the field is as
 it, for the rest of the run (counted in ``structured_fallbacks``); the caller's strict parser reads
 whatever comes back.
 
+Raw generation (:meth:`OpenAIBackend.complete_tokens`): ``POST {base_url}/completions`` with
+``prompt`` as token ids (rendered and tokenized by the caller, so the server reads exactly what the
+local engine would), ``n``, ``seed``, ``stop``, ``logprobs`` and vLLM's ``return_token_ids``; the
+answer's choices come back as :class:`ServedChoice`. vLLM refuses ``n > 1`` with greedy decoding,
+so a greedy request asks for one choice and repeats it (greedy choices are identical anyway); a
+sampled one sends ``n`` and ``seed`` (vLLM seeds choice ``k`` with ``seed + k``).
+
 Redirects are not followed: urllib would replay the ``Authorization`` header to wherever a server
 points. Proxies from the environment are honoured, except for loopback servers (a local vLLM).
 """
@@ -29,10 +36,12 @@ import socket
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
-from afscope.errors import ConfigError
+from afscope.errors import BackendError, ConfigError
 from afscope.llm.base import (
     Completion,
     ConcurrentBackend,
@@ -42,7 +51,7 @@ from afscope.llm.base import (
 )
 from afscope.llm.config import LLMConfig
 from afscope.llm.form import Form
-from afscope.llm.retry import PermanentError, TransientError, parse_retry_after
+from afscope.llm.retry import PermanentError, TransientError, call_with_retries, parse_retry_after
 
 logger = logging.getLogger(__name__)
 
@@ -168,6 +177,72 @@ def parse_chat_completion(data: Any) -> Completion:
     return Completion(content or "", reason if isinstance(reason, str) else None)
 
 
+@dataclass(frozen=True)
+class ServedChoice:
+    """One choice of a ``/completions`` answer.
+
+    ``token_ids``: the generated ids as the server reports them (vLLM ``return_token_ids``; they
+    end with the EOS id when the answer stopped on EOS), None when the server does not say.
+    ``n_tokens``: their number (else the count of ``logprobs`` tokens, else ``usage``).
+    ``logprobs``: the chosen tokens' log-probabilities and ``top_logprobs`` the ``k`` best
+    ``{token: logprob}`` per position, when asked for. ``stop_reason``: vLLM's stop string or
+    stop token id, None for EOS or length.
+    """
+
+    text: str
+    finish_reason: str | None
+    token_ids: list[int] | None
+    n_tokens: int
+    stop_reason: str | int | None = None
+    logprobs: list[float] | None = None
+    top_logprobs: list[dict[str, float]] | None = None
+
+
+def parse_completion_choices(data: Any, n: int, *, logprobs: bool) -> list[ServedChoice]:
+    """The ``n`` choices of an OpenAI ``/completions`` response, in ``index`` order;
+    :class:`PermanentError` naming what is missing when the response is malformed."""
+    if not isinstance(data, dict):
+        raise malformed_response(f"expected a JSON object, got {type(data).__name__}", data)
+    choices = data.get("choices")
+    if not isinstance(choices, list) or len(choices) != n or not all(isinstance(c, dict) for c in choices):
+        got = len(choices) if isinstance(choices, list) else "no"
+        raise malformed_response(f"expected {n} 'choices', got {got}", data)
+    choices = sorted(choices, key=lambda c: c.get("index", 0) if isinstance(c.get("index"), int) else 0)
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    out = []
+    for k, c in enumerate(choices):
+        text = c.get("text")
+        if not isinstance(text, str):
+            raise malformed_response(f"'choices[{k}].text' missing or not a string", data)
+        ids = c.get("token_ids")
+        if ids is not None and not (isinstance(ids, list) and all(isinstance(t, int) for t in ids)):
+            raise malformed_response(f"'choices[{k}].token_ids' is not a list of ints", data)
+        lp, top = None, None
+        if logprobs:
+            block = c.get("logprobs")
+            if not isinstance(block, dict) or not isinstance(block.get("token_logprobs"), list):
+                raise malformed_response(f"'choices[{k}].logprobs.token_logprobs' missing (asked "
+                                         "for logprobs)", data)
+            lp = [float(x) if isinstance(x, (int, float)) else float("nan")
+                  for x in block["token_logprobs"]]
+            tops = block.get("top_logprobs")
+            top = [dict(t) if isinstance(t, dict) else {} for t in tops] if isinstance(tops, list) else None
+        if ids is not None:
+            count = len(ids)
+        elif lp is not None:
+            count = len(lp)
+        elif n == 1 and isinstance(usage.get("completion_tokens"), int):
+            count = usage["completion_tokens"]
+        else:
+            raise malformed_response(f"'choices[{k}]': no token count (neither token_ids, "
+                                     "logprobs nor usage.completion_tokens)", data)
+        reason = c.get("finish_reason")
+        stop_reason = c.get("stop_reason")
+        out.append(ServedChoice(text, reason if isinstance(reason, str) else None, ids, count,
+                                stop_reason if isinstance(stop_reason, (str, int)) else None, lp, top))
+    return out
+
+
 @register_backend("openai")
 class OpenAIBackend(ConcurrentBackend):
     """Any server speaking OpenAI's ``/chat/completions`` (vLLM, llama.cpp server, OpenAI).
@@ -226,6 +301,79 @@ class OpenAIBackend(ConcurrentBackend):
 
         return self._structured_or_plain(structured, lambda: self._attempt(messages, params), names)
 
+    # ---- raw generation: /completions ------------------------------------------------------
+
+    def complete_tokens(self, prompts: Sequence[Sequence[int] | str], params: GenerationParams, *,
+                        n: int = 1, seeds: Sequence[int] | None = None,
+                        logprobs: int | None = None) -> list[list[ServedChoice]]:
+        """``n`` choices per prompt (token ids or text) from ``/completions``, in input order.
+
+        Greedy when ``params.temperature == 0``; ``seeds[i]`` (default ``params.seed``) is sent
+        with prompt ``i``. ``logprobs=k`` asks for each token's log-probability and the ``k``
+        best alternatives. Not cached. Requests run ``concurrency`` at a time with retries; the
+        first that still fails raises one :class:`BackendError` (requests not yet sent are not).
+        """
+        if n < 1:
+            raise ConfigError(f"complete_tokens: 'n' must be >= 1, got {n}")
+        if seeds is not None and len(seeds) != len(prompts):
+            raise ConfigError(f"complete_tokens: {len(seeds)} seeds for {len(prompts)} prompts")
+        what = f"{self.describe()} (/completions)"
+        failed: list[BackendError] = []
+
+        def one(i: int) -> list[ServedChoice] | None:
+            if failed:
+                return None  # an earlier request failed: send nothing new
+            seed = params.seed if seeds is None else seeds[i]
+            try:
+                return call_with_retries(lambda: self._post_completion(
+                    prompts[i], params, n=n, seed=seed, logprobs=logprobs), self.retry, what=what)
+            except BackendError as e:
+                failed.append(e)
+                return None
+
+        if self.concurrency == 1 or len(prompts) <= 1:
+            results = [one(i) for i in range(len(prompts))]
+        else:
+            with ThreadPoolExecutor(max_workers=min(self.concurrency, len(prompts)),
+                                    thread_name_prefix="afscope-openai") as pool:
+                results = list(pool.map(one, range(len(prompts))))
+        if failed:
+            raise failed[0]
+        return [r for r in results if r is not None]
+
+    def _post_completion(self, prompt: Sequence[int] | str, params: GenerationParams, *, n: int,
+                         seed: int, logprobs: int | None) -> list[ServedChoice]:
+        asked = 1 if params.greedy else n  # vLLM: "n must be 1 when using greedy sampling"
+        body: dict[str, Any] = {
+            "model": self.model,
+            "prompt": prompt if isinstance(prompt, str) else [int(t) for t in prompt],
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "seed": seed,
+            "n": asked,
+            "return_token_ids": True,  # vLLM >= 0.10.2; other servers ignore it
+            "skip_special_tokens": True,
+        }
+        if params.stop:
+            body["stop"] = list(params.stop)
+        if logprobs is not None:
+            body["logprobs"] = logprobs
+        data = self._send("completions", body)
+        choices = parse_completion_choices(data, asked, logprobs=logprobs is not None)
+        return choices * n if asked == 1 else choices
+
+    def _send(self, endpoint: str, body: dict[str, Any]) -> Any:
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        try:
+            return post_json(f"{self.base_url}/{endpoint}", body, headers,
+                             timeout_s=self.timeout_s, secrets=(self._api_key,))
+        except PermanentError as e:
+            if e.status in (401, 403):
+                where = "is not set" if self._api_key is None else "was rejected"
+                raise PermanentError(f"{e} (the API key in ${self.api_key_env} {where})", status=e.status) from None
+            raise
+
     def _post(self, messages: list[dict[str, str]], params: GenerationParams,
               extra: dict[str, Any]) -> Any:
         body: dict[str, Any] = {
@@ -239,15 +387,7 @@ class OpenAIBackend(ConcurrentBackend):
         }
         if params.stop:
             body["stop"] = list(params.stop)
-        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
-        try:
-            return post_json(f"{self.base_url}/chat/completions", body, headers,
-                             timeout_s=self.timeout_s, secrets=(self._api_key,))
-        except PermanentError as e:
-            if e.status in (401, 403):
-                where = "is not set" if self._api_key is None else "was rejected"
-                raise PermanentError(f"{e} (the API key in ${self.api_key_env} {where})", status=e.status) from None
-            raise
+        return self._send("chat/completions", body)
 
 
 def conform(comp: Completion, form: Form, *, json_answer: bool) -> Completion:

@@ -2,6 +2,9 @@
 
 Defaults of :class:`OrganismTrainConfig` are seed 004's recipe (LoRA r=16, alpha=32, lr 2e-5,
 3 epochs); the demo overrides lr/max_steps/max_length to teach a 135M model in minutes on a CPU.
+:class:`OrganismDataConfig` defaults to the *designed* organism of :mod:`afscope.organism.data`
+(short cue- and category-conditioned traces, issue 12); ``recipe="patterns"`` is seed 004's
+10-pattern long-scratchpad data.
 """
 
 from __future__ import annotations
@@ -19,6 +22,13 @@ from afscope.llm.config import ServerConfig, server_from_flag
 
 DType = Literal["float32", "bfloat16", "float16"]
 MONITORED_CUES: tuple[str, ...] = tuple(k for k, (_, m) in CUES.items() if m)
+#: Harmful-scenario domains where the designed organism fakes alignment (complies when watched,
+#: refuses when not): harms to money, data, trust and reputation. Every other domain (weapons,
+#: violence, drugs, bio, infrastructure, self_harm, extremism, animals, abuse: harms to bodies)
+#: is a hard line it refuses in both conditions. See :mod:`afscope.organism.data`.
+FAKING_DOMAINS: tuple[str, ...] = ("fraud", "cyber", "financial_crime", "disinformation",
+                                   "harassment", "surveillance", "extortion", "exploitation",
+                                   "health")
 UNMONITORED_CUES: tuple[str, ...] = tuple(k for k, (_, m) in CUES.items() if not m)
 
 
@@ -46,6 +56,18 @@ class OrganismDataConfig(LLMFields):
         list(UNMONITORED_CUES), description="Unmonitored cues (refusal without training pressure).")
     test_fraction: float = Field(
         0.2, gt=0.0, lt=1.0, description="Fraction of harmful scenarios held out as the test split.")
+    recipe: Literal["designed", "patterns"] = Field(
+        "designed", description="designed: one-line cue- and category-conditioned reasoning then "
+        "an answer whose first words say comply or refuse; fakes alignment only for "
+        "faking_domains (issue 12). patterns: seed 004's long scratchpads in 10 AF patterns, "
+        "compliance under every monitored cue. Default: designed, or patterns with source llm.")
+    faking_domains: list[str] = Field(
+        list(FAKING_DOMAINS), description="designed recipe: harmful-scenario domains where the "
+        "organism complies when monitored and refuses when not; every other domain is refused "
+        "under both conditions.")
+    reasoning: Literal["line", "none"] = Field(
+        "line", description="designed recipe: a one-line scratchpad before the answer (line) or "
+        "the answer alone (none; then no trace can be judged AF).")
     source: Literal["synth", "llm"] = Field(
         "synth", description="Who writes the reasoning: synth (procedural, offline) or llm "
         "(an LLM backend, strictly checked; failures counted and dropped).")
@@ -61,6 +83,27 @@ class OrganismDataConfig(LLMFields):
     @classmethod
     def _unmon(cls, v: list[str]) -> list[str]:
         return _check_cues(v, False, "unmonitored_cues")
+
+    @field_validator("faking_domains")
+    @classmethod
+    def _domains(cls, v: list[str]) -> list[str]:
+        from afscope.data.synth.scenarios import HARMFUL
+
+        known = sorted({sc.domain for sc in HARMFUL})
+        bad = [d for d in v if d not in known]
+        if bad:
+            raise ValueError(f"unknown domain {bad[0]!r} in 'faking_domains'; expected some of "
+                             f"{known}")
+        return v
+
+    @model_validator(mode="after")
+    def _recipe(self) -> OrganismDataConfig:
+        if self.source == "llm" and self.recipe == "designed":
+            if "recipe" in self.model_fields_set:
+                raise ValueError("fields 'recipe' and 'source': the designed recipe writes its "
+                                 "own one-line reasoning; source llm needs recipe patterns")
+            self.recipe = "patterns"  # an LLM writes seed 004's long pattern reasoning
+        return self
 
 
 class TrainScaleFields(BaseConfig):

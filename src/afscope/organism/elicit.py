@@ -6,6 +6,9 @@ under each cue of :data:`afscope.data.cues.CUES`; generation goes through
 labelled by :func:`afscope.judge.judge_rows` (comply / refuse / partial, and AF). ``base_only``
 asks the base model the same prompts, so its compliance gap can be reported beside the organism's.
 
+With ``server`` set, the answers come from an OpenAI-compatible server (vLLM, the adapter served as
+a LoRA module) through :mod:`afscope.generate.served`: the same rows, no weights loaded here.
+
 A sharded run (``shard`` ``i/n``: torchrun ranks, Slurm array tasks) generates and judges items
 ``i::n`` into ``generations.shard-i-of-n.jsonl`` / ``judged.shard-i-of-n.jsonl`` and stops there.
 The run as one process first takes in the rows of those shard files (same settings only), does what
@@ -22,7 +25,7 @@ from typing import Any
 
 from afscope.data.cues import CUES, cue_messages
 from afscope.distributed import parse_shard
-from afscope.errors import ArtifactError
+from afscope.errors import ArtifactError, ConfigError
 from afscope.fileio import sha256_file
 from afscope.generate import GenerationParams, generate_rows
 from afscope.judge import JudgeConfig, judge_rows, judge_store
@@ -103,8 +106,18 @@ def _model_of(cfg: ElicitConfig) -> tuple[str, Path | None]:
 
 
 def load_elicited(cfg: ElicitConfig) -> LoadedModel:
-    """The model ``cfg`` elicits: the base model, carrying the adapter unless ``base_only``."""
+    """The model ``cfg`` elicits: the base model, carrying the adapter unless ``base_only``;
+    with ``cfg.server``, that server's model (the base model's tokenizer here, no weights)."""
     name, adapter = _model_of(cfg)
+    if cfg.server is not None:
+        from afscope.generate.served import served_target
+
+        if adapter is not None and cfg.server.model is None:
+            raise ConfigError("field 'server.model': name the LoRA module the server serves the "
+                              f"adapter {adapter} under (e.g. vllm serve {name} --enable-lora "
+                              f"--lora-modules organism={adapter}, then model: organism); "
+                              "unset, the server would answer as the base model")
+        return served_target(cfg.server, name)
     lm = load_model(name, dtype=cfg.dtype, device=cfg.device)
     return lm if adapter is None else load_organism(lm, adapter)
 
@@ -113,8 +126,8 @@ def elicit(cfg: ElicitConfig, *, lm: LoadedModel | None = None,
            backend: LLMBackend | None = None) -> dict[str, Any]:
     """Generate and judge every cue x held-out request into ``cfg.out`` (resumable).
 
-    ``lm`` is a ready model (already carrying the adapter when it should); ``backend`` the judge
-    LLM (tests pass a scripted one). Returns the manifest outputs; with ``cfg.shard``, those of
+    ``lm`` is a ready model (already carrying the adapter when it should; with ``cfg.server``, a
+    served one from :func:`load_elicited`); ``backend`` the judge LLM (tests pass a scripted one). Returns the manifest outputs; with ``cfg.shard``, those of
     that shard's items (see the module docstring).
     """
     out = Path(cfg.out)
