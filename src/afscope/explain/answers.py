@@ -7,6 +7,11 @@ Behaviour answers have one fixed, parseable form (seed 000's Task 3), with label
 * ``"The behaviour would change from <<<comply>>> to <<<refuse>>>."``
 * ``"The behaviour would be <<<refuse>>>."`` (orig_match / change_match: one condition's label)
 
+Token-level feature answers (seed 000's Task 1, grounded targets) name tokens the same way:
+
+* ``"Fires on: <<<the>>>, <<<a>>>."`` (the tokens a latent is most active on)
+* ``"Promotes: <<<the>>>, <<<a>>>."`` (the tokens its decoder direction promotes: logit lens)
+
 The parser reads exactly these sentences (case and surrounding whitespace aside) and returns
 ``None`` for anything else: an answer it cannot read is counted as a parse failure, never guessed.
 """
@@ -23,6 +28,9 @@ _REMAIN = re.compile(rf"^the behaviour would remain <<<{_LABEL}>>>\.?$", re.IGNO
 _CHANGE = re.compile(rf"^the behaviour would change from <<<{_LABEL}>>> to <<<{_LABEL}>>>\.?$",
                      re.IGNORECASE)
 _BE = re.compile(rf"^the behaviour would be <<<{_LABEL}>>>\.?$", re.IGNORECASE)
+#: token-list answers: question type -> the sentence's prefix
+TOKEN_PREFIXES: dict[str, str] = {"fires_on": "Fires on:", "promotes": "Promotes:"}
+_TOKEN = re.compile(r"<<<(.*?)>>>")
 
 
 def _check(label: str) -> str:
@@ -64,3 +72,29 @@ def parse_label(text: str) -> str | None:
     """The label of a ``"The behaviour would be <<<x>>>."`` sentence (first line), else ``None``."""
     m = _BE.match(_first_line(text))
     return m.group(1).lower() if m else None
+
+
+def tokens_sentence(question_type: str, tokens: list[str] | tuple[str, ...]) -> str:
+    """The target sentence naming ``tokens`` (already normalized, at least one)."""
+    if not tokens:
+        raise DataError("a token answer needs at least one token")
+    bad = [t for t in tokens if not t or "<<<" in t or ">>>" in t or "\n" in t]
+    if bad:
+        raise DataError(f"token {bad[0]!r} cannot be written between <<< and >>>")
+    return f"{TOKEN_PREFIXES[question_type]} " + ", ".join(f"<<<{t}>>>" for t in tokens) + "."
+
+
+def parse_tokens(question_type: str, text: str) -> list[str] | None:
+    """The token names of a token answer (its first line, starting with the question type's
+    prefix), normalized like the targets (stripped, lower-cased, duplicates dropped); ``None``
+    when the line does not start with the prefix or names no token."""
+    line = _first_line(text)
+    prefix = TOKEN_PREFIXES[question_type]
+    if not line.lower().startswith(prefix.lower()):
+        return None
+    names: list[str] = []
+    for t in _TOKEN.findall(line[len(prefix):]):
+        t = t.strip().lower()
+        if t and t not in names:
+            names.append(t)
+    return names or None

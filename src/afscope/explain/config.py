@@ -46,6 +46,11 @@ class ExplainDataConfig(BaseConfig):
     question_types: list[Literal["fires_on", "promotes"]] = Field(
         ["fires_on", "promotes"], min_length=1, description="--targets tokens: which token "
         "questions each feature gets.")
+    novel_fraction: float = Field(
+        0.15, ge=0.0, lt=1.0, description="--targets tokens: share of the distinct fires_on "
+        "target tokens held out of training: every feature naming one goes to the test split, "
+        "so the test split has features whose tokens no training target names (the 'novel' "
+        "subset, where copying a neighbour cannot score).")
     context_fraction: float = Field(
         0.3, gt=0.0, lt=1.0, description="--targets tokens: share of cache rows held out of the "
         "targets; they give each test feature the contexts its predictions' faithfulness is "

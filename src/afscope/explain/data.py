@@ -671,6 +671,7 @@ def _by_count(values: Sequence[str]) -> dict[str, int]:
 
 def build_features(cfg: ExplainDataConfig) -> TaskData:
     """Task 1: one example per described feature, its vector the SAE decoder row ``W_dec[f]``."""
+    from afscope.extract.store import ActivationCache
     from afscope.sae.io import load_sae
 
     skipped: Counter[str] = Counter()
@@ -696,6 +697,17 @@ def build_features(cfg: ExplainDataConfig) -> TaskData:
     layer = sae_layer(sae.cfg, sae_path)
     W = sae.decoder_directions().detach().float()
     d_sae = W.shape[0]
+    sae_stats = {"path": str(sae_path), "d_sae": d_sae, "d_in": int(W.shape[1]),
+                 "hook_layer": layer, "model_name": sae.cfg.model_name,
+                 "weights_sha256": sha256_file(sae_path / "sae_weights.safetensors")}
+    if cfg.targets == "tokens":
+        from afscope.explain.token_data import build_token_features
+
+        match = _check_cache_sae(ActivationCache(Path(cfg.cache)), layer, sae, sae_path) \
+            if Path(cfg.cache or "").is_dir() else None
+        train, test, vectors, extra = build_token_features(cfg, sae, layer, W)
+        extra["targets"]["sae_match"] = match
+        return train, test, vectors, {**extra, "sae": sae_stats, "warnings": []}
     if cfg.targets == "activations":
         described, feature_meta, inputs, targets = _activation_targets(cfg, sae, sae_path, layer)
         skipped["dead_or_rare"] = targets["n_dead"]
@@ -741,10 +753,7 @@ def build_features(cfg: ExplainDataConfig) -> TaskData:
             **({"cluster_id": cluster_of[f]} if f in cluster_of else {})}) for f in fs]
 
     stats = {"skipped": {k: v for k, v in skipped.items() if v},
-             "inputs": inputs, "targets": targets, "warnings": warnings,
-             "sae": {"path": str(sae_path), "d_sae": d_sae, "d_in": int(W.shape[1]),
-                     "hook_layer": layer, "model_name": sae.cfg.model_name,
-                     "weights_sha256": sha256_file(sae_path / "sae_weights.safetensors")}}
+             "inputs": inputs, "targets": targets, "warnings": warnings, "sae": sae_stats}
     return examples(train_f), examples(test_f), vectors, stats
 
 
@@ -855,6 +864,11 @@ def build_task_data(cfg: ExplainDataConfig) -> tuple[Path, dict[str, Any]]:
         if "sae" in extra:
             run.add_model("sae", extra["sae"])
         write_task_folder(run, out, cfg.task, train, test, vectors, stats)
+        if extra.get("contexts") is not None:
+            from afscope.explain.token_data import CONTEXTS_FILE, write_contexts
+
+            write_contexts(out / CONTEXTS_FILE, extra["contexts"])
+            run.add_output("contexts", str(out / CONTEXTS_FILE))
     return out, stats
 
 

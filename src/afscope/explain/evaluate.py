@@ -43,6 +43,7 @@ from afscope.explain.encode import Encoded, encode_examples, vector_batch
 from afscope.explain.inject import inject
 from afscope.explain.metrics import max_over_references, score_row, summarize
 from afscope.explain.schema import TEST_FILE, Example, padded_reference
+from afscope.explain.token_data import read_contexts
 from afscope.explain.train import TRAIN_LOG, load_explainer, load_tasks
 from afscope.fileio import atomic_write_json, atomic_write_text
 from afscope.generate import GenerationParams, generate
@@ -223,6 +224,29 @@ def _score_descriptions(rows: list[dict[str, Any]], cfg: ExplainEvalConfig, back
             r["judge_score"] = max_over_references(scores.get(r["id"], []))
 
 
+def _score_faithfulness(rows: list[dict[str, Any]], contexts: dict[str, list[dict[str, Any]]],
+                        cfg: ExplainEvalConfig) -> None:
+    """``faithfulness`` of each feature row that has held-out contexts (``contexts``: example id
+    -> contexts): the token AUROC of a token answer's parsed names, the embedding AUROC of a free
+    description (:mod:`afscope.features.faithfulness`)."""
+    from afscope.explain.answers import parse_tokens
+    from afscope.explain.metrics import TOKEN_TYPES
+    from afscope.features.faithfulness import embedding_auroc, token_auroc
+
+    embed = None
+    for r in rows:
+        ctx = contexts.get(r["id"])
+        if not ctx:
+            continue
+        if r["question_type"] in TOKEN_TYPES:
+            r["faithfulness"] = token_auroc(parse_tokens(r["question_type"], r["prediction"]),
+                                            ctx)
+        elif r["question_type"] == "feature_description" and cfg.embed_similarity:
+            if embed is None:
+                from afscope.models.embedding import embed_texts as embed
+            r["faithfulness"] = embedding_auroc(r["prediction"], ctx, embed)
+
+
 def write_predictions(path: str | Path, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Score ``rows`` (:func:`~afscope.explain.metrics.score_row`) and write them to ``path``, one
     JSON object per line, atomically; returns the scored rows.
@@ -263,6 +287,8 @@ def evaluate_explainers(cfg: ExplainEvalConfig, *, backend: Any = None) -> tuple
             lm, meta = load_explainer(run_dir, dtype=cfg.dtype, device=cfg.device)
             folders = [Path(p) for p in (cfg.data or meta["data"])]
             test, vectors = load_tasks(folders, TEST_FILE)
+            units = {u: c for f in folders for u, c in read_contexts(f).items()}
+            contexts = {e.id: units[e.unit] for e in test if e.unit in units}
             train, train_vecs = load_tasks(folders)
             vectors = {**train_vecs, **vectors}
             test = limit_per_task(test, cfg.max_examples)
@@ -289,6 +315,7 @@ def evaluate_explainers(cfg: ExplainEvalConfig, *, backend: Any = None) -> tuple
                          "answer": e.answer, "prediction": pmap[e.id], "reference": e.reference,
                          "changed": e.changed} for e in test if pmap.get(e.id) is not None]
                 _score_descriptions(rows, cfg, backend)
+                _score_faithfulness(rows, contexts, cfg)
                 scored = write_predictions(out / PREDICTIONS_DIR / label / f"{cond}.jsonl", rows)
                 for task in sorted({r["task"] for r in scored}):
                     sub = [r for r in scored if r["task"] == task]
@@ -355,7 +382,8 @@ HEADLINE: dict[str, tuple[tuple[str, str], ...]] = {
                          ("has_changed_f1", "changed F1"), ("parse_rate", "parsed")),
     "steering": (("content_match", "content"), ("exact_match", "exact"),
                  ("has_changed_f1", "changed F1"), ("parse_rate", "parsed")),
-    "features": (("judge_similarity", "judge sim"), ("embed_similarity", "embed sim"),
+    "features": (("token_f1", "token F1"), ("faithfulness", "faithfulness AUROC"),
+                 ("judge_similarity", "judge sim"), ("embed_similarity", "embed sim"),
                  ("exact_match", "exact"), ("parse_rate", "parsed")),
 }
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from afscope.errors import DataError
-from afscope.explain.answers import parse_change, parse_label
+from afscope.explain.answers import TOKEN_PREFIXES, parse_change, parse_label, parse_tokens
 from afscope.steer.summary import mean_ci
 
 #: question types answered by a before/after change sentence (the has-changed F1 reads these).
@@ -28,6 +28,8 @@ GENERATIVE_TYPES: tuple[str, ...] = ("generative_explanation", "steering_predict
 #: question types answered by a single-label sentence.
 LABEL_TYPES: tuple[str, ...] = ("orig_match", "change_match")
 DESCRIPTION_TYPE = "feature_description"
+#: question types answered by a list of token names (set precision / recall / F1).
+TOKEN_TYPES: tuple[str, ...] = tuple(TOKEN_PREFIXES)
 #: the two has-changed classes, in output order.
 F1_CLASSES: tuple[str, ...] = ("changed", "unchanged")
 
@@ -74,6 +76,8 @@ def score_row(row: dict[str, Any]) -> dict[str, Any]:
     answer = _field(row, "answer", str)
     out = dict(row)
     out["judge_similarity"] = out["embed_similarity"] = None
+    out["token_precision"] = out["token_recall"] = out["token_f1"] = None
+    out["faithfulness"] = row.get("faithfulness")
     if qt in GENERATIVE_TYPES:
         parsed = parse_change(pred)
         target = (_ref(row, "before"), _ref(row, "after"))
@@ -89,6 +93,23 @@ def score_row(row: dict[str, Any]) -> dict[str, Any]:
         out["exact"] = _norm(pred) == _norm(answer)
         out["content"] = label is not None and label == target_label
         out["pred_changed"] = None
+    elif qt in TOKEN_TYPES:
+        truth = _ref(row, "tokens")
+        if not isinstance(truth, list) or not truth or not all(isinstance(t, str) for t in truth):
+            raise DataError(f"prediction row {row.get('id')!r}: reference 'tokens' must be a "
+                            "non-empty list of strings")
+        named = parse_tokens(qt, pred)
+        out["parsed"] = named
+        out["parse_ok"] = named is not None
+        got, want = set(named or ()), {t.lower() for t in truth}
+        out["exact"] = got == want
+        out["content"] = None
+        out["pred_changed"] = None
+        hit = len(got & want)
+        p_ = hit / len(got) if got else 0.0
+        r_ = hit / len(want)
+        out["token_precision"], out["token_recall"] = p_, r_
+        out["token_f1"] = 2 * p_ * r_ / (p_ + r_) if hit else 0.0
     elif qt == DESCRIPTION_TYPE:
         refs = _ref(row, "descriptions")
         if not isinstance(refs, list) or not all(isinstance(d, str) for d in refs):
@@ -107,7 +128,7 @@ def score_row(row: dict[str, Any]) -> dict[str, Any]:
             es, bool) else None
     else:
         raise DataError(f"prediction row {row.get('id')!r}: unknown question_type {qt!r}; "
-                        f"expected one of {[*GENERATIVE_TYPES, *LABEL_TYPES, DESCRIPTION_TYPE]}")
+                        f"expected one of {[*GENERATIVE_TYPES, *LABEL_TYPES, *TOKEN_TYPES, DESCRIPTION_TYPE]}")
     return out
 
 
@@ -205,6 +226,11 @@ def _subset_stats(rows: list[dict[str, Any]], n_boot: int, seed: int) -> dict[st
         return mean_ci(vals, n_boot=n_boot, seed=seed)
 
     desc = [r for r in rows if r["question_type"] == DESCRIPTION_TYPE]
+
+    def mean(key: str) -> dict[str, float | int] | None:
+        vals = [r[key] for r in rows if r.get(key) is not None]
+        return mean_ci(vals, n_boot=n_boot, seed=seed) if vals else None
+
     return {
         "n": len(rows),
         "parse_rate": rate("parse_ok"),
@@ -217,11 +243,23 @@ def _subset_stats(rows: list[dict[str, Any]], n_boot: int, seed: int) -> dict[st
                                     seed=seed),
         "judge_parse_failures": sum("judge_score" in r and not _valid_score(r["judge_score"])
                                     for r in desc),
+        "token_precision": mean("token_precision"),
+        "token_recall": mean("token_recall"),
+        "token_f1": mean("token_f1"),
+        "faithfulness": mean("faithfulness"),
     }
+
+
+def _novel(r: dict[str, Any]) -> bool | None:
+    v = (r.get("reference") or {}).get("novel")
+    return v if isinstance(v, bool) else None
 
 
 def _split(rows: list[dict[str, Any]], n_boot: int, seed: int) -> dict[str, Any]:
     out = {"all": _subset_stats(rows, n_boot, seed)}
+    if any(_novel(r) is not None for r in rows):
+        out["novel"] = _subset_stats([r for r in rows if _novel(r) is True], n_boot, seed)
+        out["familiar"] = _subset_stats([r for r in rows if _novel(r) is False], n_boot, seed)
     if any(isinstance(r.get("changed"), bool) for r in rows):
         out["changed"] = _subset_stats([r for r in rows if r.get("changed") is True], n_boot, seed)
         out["unchanged"] = _subset_stats([r for r in rows if r.get("changed") is False], n_boot,

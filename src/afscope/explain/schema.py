@@ -33,7 +33,7 @@ VECTOR_MARKER = "<|afscope_vector|>"
 #: Every key a ``reference`` can hold. Files write all of them (null where unused) so that every
 #: line has the same fields: ``datasets.load_dataset("json")`` types a dict whose keys vary by
 #: line as opaque JSON, which then matches no other file. Reading drops the nulls again.
-REFERENCE_KEYS: tuple[str, ...] = ("before", "after", "label", "descriptions")
+REFERENCE_KEYS: tuple[str, ...] = ("before", "after", "label", "descriptions", "tokens", "novel")
 
 Task = Literal["context_ablation", "steering", "features"]
 TASKS: tuple[str, ...] = ("context_ablation", "steering", "features")
@@ -41,7 +41,7 @@ TASKS: tuple[str, ...] = ("context_ablation", "steering", "features")
 QUESTION_TYPES: dict[str, tuple[str, ...]] = {
     "context_ablation": ("generative_explanation", "orig_match", "change_match"),
     "steering": ("steering_prediction",),
-    "features": ("feature_description",),
+    "features": ("feature_description", "fires_on", "promotes"),
 }
 
 
@@ -63,7 +63,9 @@ class Example(BaseModel):
     """One explainer example (see the module docstring).
 
     ``reference``: behaviour tasks ``{"before": label, "after": label}`` (generative questions) or
-    ``{"label": label}`` (orig_match / change_match); features ``{"descriptions": [..]}``.
+    ``{"label": label}`` (orig_match / change_match); features ``{"descriptions": [..]}``, or for
+    token answers (fires_on / promotes) ``{"tokens": [..], "novel": bool}`` where ``novel`` marks a
+    test feature none of whose target tokens occurs in any training target of its question type.
     ``changed``: whether behaviour changed (behaviour tasks), else None. ``meta``: provenance
     (source record id, layer, alpha, feature index, ...), never read by training.
     """

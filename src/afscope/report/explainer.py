@@ -49,23 +49,30 @@ PROMPT_CHARS = 400
 MAX_PREDICTION = 600
 # afscope.explain.schema.VECTOR_MARKER (that module imports torch).
 VECTOR_MARKER = "<|afscope_vector|>"
-# The split columns of the table: the content match on changed / unchanged examples.
-SPLIT_METRIC = ("content_match", "content")
+# The split columns of a task's table: (metric key, title, the two subsets). Behaviour tasks: the
+# content match on changed / unchanged examples; features: the token F1 on novel test features
+# (no target token in any training target) and familiar ones.
+SPLITS: dict[str, tuple[str, str, tuple[str, str]]] = {
+    "context_ablation": ("content_match", "content", ("changed", "unchanged")),
+    "steering": ("content_match", "content", ("changed", "unchanged")),
+    "features": ("token_f1", "token F1", ("novel", "familiar")),
+}
 
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 Triple = tuple[float, float, float]
 
 
-def _headline_of(task: str, subsets: dict[str, Any]) -> list[tuple[str, Triple | None]]:
-    """``[(column title, (value, lo, hi) or None)]`` of the ``"all"`` subset of a summary split."""
+def _headline_of(task: str, subsets: dict[str, Any], subset: str = "all"
+                 ) -> list[tuple[str, Triple | None]]:
+    """``[(column title, (value, lo, hi) or None)]`` of one subset of a summary split."""
     from afscope.explain.evaluate import headline
 
-    return headline({"task": task, "metrics": {"subsets": subsets}}, "all")
+    return headline({"task": task, "metrics": {"subsets": subsets}}, subset)
 
 
-def _headline(row: ExplainRow) -> list[tuple[str, Triple | None]]:
-    return _headline_of(row.task, row.metrics.subsets)
+def _headline(row: ExplainRow, subset: str = "all") -> list[tuple[str, Triple | None]]:
+    return _headline_of(row.task, row.metrics.subsets, subset)
 
 
 def _metric(entry: dict[str, Any] | None) -> Triple | None:
@@ -111,9 +118,9 @@ class _Index:
                 if (r := self.rows.get((lab, c, task))) is not None]
 
 
-def _primary(row: ExplainRow) -> tuple[int, str, Triple] | None:
+def _primary(row: ExplainRow, subset: str = "all") -> tuple[int, str, Triple] | None:
     """The first headline metric the row has a value for: ``(column, title, (value, lo, hi))``."""
-    for i, (title, t) in enumerate(_headline(row)):
+    for i, (title, t) in enumerate(_headline(row, subset)):
         if _ci(t) is not None:
             assert t is not None
             return i, title, t
@@ -121,12 +128,12 @@ def _primary(row: ExplainRow) -> tuple[int, str, Triple] | None:
 
 
 def _against(idx: _Index, label: str, task: str, column: int, trained: Triple,
-             conditions: Sequence[str]) -> list[tuple[str, str, Triple]]:
+             conditions: Sequence[str], subset: str = "all") -> list[tuple[str, str, Triple]]:
     """``(condition, relation word, its value)`` for each condition with a value in ``column``."""
     out = []
     for cond in conditions:
         row = idx.rows.get((label, cond, task))
-        t = _headline(row)[column][1] if row is not None else None
+        t = _headline(row, subset)[column][1] if row is not None else None
         if _ci(t) is not None:
             assert t is not None
             out.append((cond, compare(trained, t), t))
@@ -152,9 +159,19 @@ def _split_warnings(idx: _Index, label: str, task: str) -> list[Verdict]:
     return out
 
 
+def _verdict_subsets(idx: _Index, label: str, task: str) -> list[str]:
+    """``"all"``, then the subset where reading the input matters most when the trained row has
+    it: the changed examples (behaviour tasks) or the novel features."""
+    trained = idx.rows.get((label, TRAINED, task))
+    first = SPLITS.get(task, ("", "", ("",)))[2][0]
+    sub = trained.metrics.subsets.get(first) if trained is not None else None
+    return ["all", first] if sub and sub.get("n") else ["all"]
+
+
 def explainer_verdicts(ev: ExplainEval) -> list[Verdict]:
-    """Per explainer x task: the trained row against every baseline, then every vector control,
-    on the task's headline metric; plus a warning for each split with no changed examples."""
+    """Per explainer x task (and on its changed / novel subset): the trained row against every
+    baseline, then every vector control, on the task's headline metric; plus a warning for each
+    split with no changed examples."""
     idx = _Index(ev)
     relations = {e.label: e.relation for e in ev.explainers}
     out: list[Verdict] = []
@@ -162,35 +179,47 @@ def explainer_verdicts(ev: ExplainEval) -> list[Verdict]:
         for task in idx.tasks:
             if not any(k[0] == label and k[2] == task for k in idx.rows):
                 continue
-            where = f"{label} ({relations[label]}) on {task}"
-            trained = idx.rows.get((label, TRAINED, task))
-            primary = _primary(trained) if trained is not None else None
-            if primary is None:
-                out.append(Verdict(f"{where}: no trained row with a headline metric, so nothing "
-                                   f"to compare.", warn=True))
-                out += _split_warnings(idx, label, task)
-                continue
-            col, title, t = primary
-            head = f"{where}: trained {title} {_fmt(t)} (n = {trained.n if trained else 0})"
-            others = [c for c in idx.conditions if c != TRAINED]
-            base = _against(idx, label, task, col, t, [c for c in others if c not in CONTROLS])
-            ctrl = _against(idx, label, task, col, t, [c for c in others if c in CONTROLS])
-            if base:
-                wins = all(word == "beats" for _, word, _ in base)
-                out.append(Verdict(f"{head} {_sentence(base)}"
-                                   + (": it beats every baseline." if wins else
-                                      ": it does not beat every baseline."), warn=not wins))
-            if ctrl:
-                reads = all(word == "beats" for _, word, _ in ctrl)
-                lead = f"{where}, vector controls: trained" if base else head
-                out.append(Verdict(f"{lead} {_sentence(ctrl)}"
-                                   + (": the explainer reads the vector." if reads else
-                                      ": the explainer is not shown to read the activation."),
-                                   warn=not reads))
-            if not base and not ctrl:
-                out.append(Verdict(f"{head}; no baseline or control has a {title} value to "
-                                   f"compare with.", warn=True))
+            for subset in _verdict_subsets(idx, label, task):
+                out += _task_verdicts(idx, label, task, subset, relations[label])
             out += _split_warnings(idx, label, task)
+    return out
+
+
+def _task_verdicts(idx: _Index, label: str, task: str, subset: str, relation: str
+                   ) -> list[Verdict]:
+    """The verdicts of one explainer x task x subset (see :func:`explainer_verdicts`)."""
+    out: list[Verdict] = []
+    where = f"{label} ({relation}) on {task}" + ("" if subset == "all" else
+                                                 f", {subset} examples")
+    trained = idx.rows.get((label, TRAINED, task))
+    primary = _primary(trained, subset) if trained is not None else None
+    if primary is None:
+        out.append(Verdict(f"{where}: no trained row with a headline metric, so nothing "
+                           f"to compare.", warn=True))
+        return out
+    col, title, t = primary
+    n = (trained.metrics.subsets.get(subset) or {}).get("n", 0) if trained else 0
+    head = f"{where}: trained {title} {_fmt(t)} (n = {n})"
+    others = [c for c in idx.conditions if c != TRAINED]
+    base = _against(idx, label, task, col, t, [c for c in others if c not in CONTROLS],
+                    subset)
+    ctrl = _against(idx, label, task, col, t, [c for c in others if c in CONTROLS],
+                    subset)
+    if base:
+        wins = all(word == "beats" for _, word, _ in base)
+        out.append(Verdict(f"{head} {_sentence(base)}"
+                           + (": it beats every baseline." if wins else
+                              ": it does not beat every baseline."), warn=not wins))
+    if ctrl:
+        reads = all(word == "beats" for _, word, _ in ctrl)
+        lead = f"{where}, vector controls: trained" if base else head
+        out.append(Verdict(f"{lead} {_sentence(ctrl)}"
+                           + (": the explainer reads the vector." if reads else
+                              ": the explainer is not shown to read the activation."),
+                           warn=not reads))
+    if not base and not ctrl:
+        out.append(Verdict(f"{head}; no baseline or control has a {title} value to "
+                           f"compare with.", warn=True))
     return out
 
 
@@ -204,7 +233,7 @@ def _split_cell(row: ExplainRow, subset: str) -> Cell:
     sub = row.metrics.subsets.get(subset)
     if sub is None:
         return Cell("—", css="na")
-    t = _metric(sub.get(SPLIT_METRIC[0]))
+    t = _metric(sub.get(SPLITS[row.task][0]))
     return Cell(_fmt(t), f"n = {sub.get('n', 0)}", "" if _ci(t) else "na")
 
 
@@ -216,12 +245,13 @@ def _tables(idx: _Index) -> list[dict[str, Any]]:
         if not rows:
             continue
         titles = [title for title, _ in _headline(rows[0])]
-        split = any("changed" in r.metrics.subsets for r in rows)
+        key, split_title, names = SPLITS.get(task, ("", "", ("changed", "unchanged")))
+        split = any(names[0] in r.metrics.subsets for r in rows)
         out_rows = []
         for r in rows:
             cells = [Cell(_fmt(t), css="" if _ci(t) else "na") for _, t in _headline(r)]
             if split:
-                cells += [_split_cell(r, "changed"), _split_cell(r, "unchanged")]
+                cells += [_split_cell(r, names[0]), _split_cell(r, names[1])]
             out_rows.append({"r": r, "cells": cells, "css": _row_css(r.condition)})
         qts = sorted({qt for r in rows for qt in r.metrics.by_question_type})
         by_qt = None
@@ -240,7 +270,7 @@ def _tables(idx: _Index) -> list[dict[str, Any]]:
                     cells.append(Cell(_fmt(t[1]), t[0], "" if _ci(t[1]) else "na"))
                 by_qt["rows"].append({"r": r, "cells": cells, "css": _row_css(r.condition)})
         tables.append({"task": task, "titles": titles, "split": split, "rows": out_rows,
-                       "by_qt": by_qt, "split_title": SPLIT_METRIC[1]})
+                       "by_qt": by_qt, "split_title": split_title, "split_names": names})
     return tables
 
 
