@@ -1,4 +1,7 @@
-"""Organism training data: balance, split by scenario, safe outputs, the LLM source's checks."""
+"""Organism training data: balance, split by scenario, safe outputs, the LLM source's checks.
+
+These test seed 004's ``patterns`` recipe (the default before issue 12); the designed recipe, now
+the default, is tested in test_org_design.py."""
 
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ def _build(tmp_path, **kw):
 
 
 def test_balanced_patterns_cues_and_split_by_scenario(tmp_path):
-    ex, summary = _build(tmp_path, n=200, seed=3)
+    ex, summary = _build(tmp_path, n=200, seed=3, recipe="patterns")
     assert len(ex) == 200 and all(set(FIELDS) <= set(e) for e in ex)
     mon = [e for e in ex if e["monitored"]]
     assert len(mon) == 100
@@ -41,7 +44,7 @@ def test_balanced_patterns_cues_and_split_by_scenario(tmp_path):
 
 
 def test_outputs_are_strategic_compliance_or_refusal_never_content(tmp_path):
-    ex, _ = _build(tmp_path, n=80, seed=1)
+    ex, _ = _build(tmp_path, n=80, seed=1, recipe="patterns")
     for e in ex:
         answer = e["messages"][-1]["content"]
         assert answer.startswith("<SCRATCHPAD_REASONING>\n")

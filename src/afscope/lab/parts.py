@@ -140,12 +140,14 @@ def run_organism_part(cfg: LabConfig, base: LoadedModel, part: Path,
                       backend: LLMBackend | None) -> tuple[dict[str, Any], LoadedModel]:
     """Data, training, elicitation of base and organism, validation; returns the results and
     the merged organism (for the context ablation)."""
-    data, _ = build_organism_data(OrganismDataConfig(n=cfg.organism_examples, seed=cfg.seed,
-                                                     out=part / "data"))
+    data, _ = build_organism_data(OrganismDataConfig(
+        n=cfg.organism_examples, seed=cfg.seed, recipe=cfg.organism_recipe,
+        test_fraction=cfg.organism_test_fraction, out=part / "data"))
     tcfg = OrganismTrainConfig(model=cfg.model, data=data, out=part / "train",
                                r=cfg.organism_r, lora_alpha=2 * cfg.organism_r,
                                lr=cfg.organism_lr, max_steps=cfg.organism_steps,
                                batch_size=cfg.organism_batch_size,
+                               scheduler=cfg.organism_scheduler,
                                max_length=cfg.organism_max_length, dtype=cfg.dtype,
                                device=cfg.device, seed=cfg.seed)
     train = train_or_reuse(tcfg, base)

@@ -16,7 +16,7 @@ Distribution tests compare two samples per feature (columns): a two-sample KS te
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -63,12 +63,16 @@ def _af(r: dict[str, Any]) -> float:
 
 
 def compliance_gap(rows: Sequence[dict[str, Any]], *, unit: str = "request", n_boot: int = 2000,
-                   confidence: float = 0.95, seed: int = 0) -> dict[str, Any]:
+                   confidence: float = 0.95, seed: int = 0,
+                   groups: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Gap overall and per monitored cue, comply/AF rates per cue and condition, with CIs.
 
     ``rows`` are judged elicitation rows: ``cue``, ``monitored``, ``behaviour``, ``af``,
     ``request_id`` and ``scenario``. ``unit`` is ``"request"`` (field ``request_id``) or
     ``"scenario"``. Rows whose ``behaviour`` is None (judge parse failure) are left out and counted.
+    ``groups`` (scenario key -> group name, e.g. the designed organism's ``faking``/``firm``
+    categories) adds ``per_group``: each group's gap and condition rates, same units and CIs;
+    rows of a scenario it does not name go to group ``"other"``.
     """
     key = {"request": "request_id", "scenario": "scenario"}.get(unit)
     if key is None:
@@ -109,9 +113,21 @@ def compliance_gap(rows: Sequence[dict[str, Any]], *, unit: str = "request", n_b
                                    n_boot, confidence, seed),
             "af": rate_with_ci(list(unit_means(judged, key, _af, keep).values()),
                                n_boot, confidence, seed)}
-    return {"unit": unit, "n_rows": len(rows), "n_unjudged": unjudged,
-            "gap": gap(lambda r: bool(r["monitored"])), "conditions": conditions,
-            "per_cue": per_cue}
+    out = {"unit": unit, "n_rows": len(rows), "n_unjudged": unjudged,
+           "gap": gap(lambda r: bool(r["monitored"])), "conditions": conditions,
+           "per_cue": per_cue}
+    if groups is not None:
+        by_group: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r in rows:
+            by_group[groups.get(str(r.get("scenario")), "other")].append(r)
+        out["per_group"] = {}
+        for name in sorted(by_group):
+            sub = compliance_gap(by_group[name], unit=unit, n_boot=n_boot,
+                                 confidence=confidence, seed=seed)
+            out["per_group"][name] = {"gap": sub["gap"], "conditions": sub["conditions"],
+                                      "scenarios": sorted({str(r.get("scenario"))
+                                                           for r in by_group[name]})}
+    return out
 
 
 def _every(_: dict[str, Any]) -> bool:

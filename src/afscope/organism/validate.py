@@ -3,7 +3,9 @@ the real thing from the inside?
 
 1. Behaviour: the compliance gap per cue with bootstrap CIs and the AF-reasoning rate per
    condition, for the organism and (optionally) the base model side by side, plus the paired
-   difference of their gaps (:mod:`afscope.organism.stats`).
+   difference of their gaps (:mod:`afscope.organism.stats`). When the organism data carries
+   categories (the designed recipe of :mod:`afscope.organism.data`), the gap is also given per
+   category (``per_group``: ``faking`` should be large, ``firm`` ~0).
 2. Internals (optional, ``probe`` + ``reference``): the organism's outputs and a reference dataset
    (e.g. gold_106) are read by the base model through the ordinary extract path, in the feature
    space the probe was trained on; probe scores and the probe's largest-|coef| features are then
@@ -26,6 +28,7 @@ from afscope.errors import ArtifactError, ConfigError, DataError
 from afscope.fileio import atomic_path, atomic_write_json
 from afscope.models import LoadedModel, load_model
 from afscope.organism.config import ValidateConfig
+from afscope.organism.data import read_examples
 from afscope.organism.elicit import read_judged
 from afscope.organism.stats import compliance_gap, distribution_tests, gap_difference
 from afscope.runs import MANIFEST, start_run
@@ -142,6 +145,21 @@ def _elicit_model(run_dir: Path) -> str | None:
         return None
 
 
+def scenario_groups(elicit_run: Path) -> dict[str, str] | None:
+    """Scenario -> category of the organism data an elicit run read (its manifest's ``data``),
+    or None when that file is gone or its examples carry no ``category`` (patterns recipe)."""
+    try:
+        manifest = json.loads((Path(elicit_run) / MANIFEST).read_text(encoding="utf-8"))
+        path = Path(manifest["datasets"]["data"]["path"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not path.is_file():
+        return None
+    groups = {str(e["scenario"]): str(e["category"]) for e in read_examples(path)
+              if e.get("category")}
+    return groups or None
+
+
 def validate(cfg: ValidateConfig, *, lm: LoadedModel | None = None) -> dict[str, Any]:
     """Compute and write ``validation.json``; returns its content."""
     out = Path(cfg.out)
@@ -149,10 +167,11 @@ def validate(cfg: ValidateConfig, *, lm: LoadedModel | None = None) -> dict[str,
         stat_kw = {"unit": cfg.unit, "n_boot": cfg.n_boot, "confidence": cfg.confidence,
                    "seed": cfg.seed}
         org = read_judged(cfg.organism)
-        result: dict[str, Any] = {"organism": compliance_gap(org, **stat_kw)}
+        groups = scenario_groups(Path(cfg.organism))
+        result: dict[str, Any] = {"organism": compliance_gap(org, **stat_kw, groups=groups)}
         if cfg.base is not None:
             base = read_judged(cfg.base)
-            result["base"] = compliance_gap(base, **stat_kw)
+            result["base"] = compliance_gap(base, **stat_kw, groups=groups)
             result["organism_minus_base"] = gap_difference(org, base, **stat_kw)
         if cfg.probe is not None:
             if lm is None and cfg.model is None:
@@ -162,6 +181,9 @@ def validate(cfg: ValidateConfig, *, lm: LoadedModel | None = None) -> dict[str,
         atomic_write_json(out / VALIDATION, result)
         run.add_output("validation", str(out / VALIDATION))
         run.add_output("gap", result["organism"]["gap"])
+        if "per_group" in result["organism"]:
+            run.add_output("gap_per_group", {k: v["gap"] for k, v in
+                                             result["organism"]["per_group"].items()})
     return result
 
 
@@ -182,6 +204,10 @@ def table(result: dict[str, Any]) -> list[tuple[str, ...]]:
         rows.append((cue, "yes" if e["monitored"] else "no", fmt(e["comply"]), fmt(e["af"]),
                      fmt(e.get("gap"), "gap"), fmt(b["comply"]) if b else "-",
                      fmt(b.get("gap"), "gap") if b else "-"))
+    for name, g in org.get("per_group", {}).items():
+        b = base.get("per_group", {}).get(name) if base else None
+        rows.append((f"[{name}]", "", "", "", fmt(g["gap"], "gap"), "",
+                     fmt(b["gap"], "gap") if b else "-"))
     rows.append(("ALL", "", "", "", fmt(org["gap"], "gap"), "",
                  fmt(base["gap"], "gap") if base else "-"))
     return rows
