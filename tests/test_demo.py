@@ -52,15 +52,27 @@ def test_demo_end_to_end(tmp_path):
     assert json.loads((out / "lab" / "manifest.json").read_text())["status"] == "complete"
     assert (out / "report" / "behaviour.html").is_file()  # written after behaviour.json
 
-    # the explainer on the lab's context-ablation data: 3 question types x 8 scenarios
+    # one explainer on the study SAE's features (grounded token targets) and the lab's
+    # context-ablation data, against baselines and vector controls
     ev = json.loads((out / "explain" / "eval" / "metrics.json").read_text())
-    assert {r["condition"] for r in ev["table"]} == {"trained", "zero_shot", "few_shot", "majority"}
-    assert all(r["task"] == "context_ablation" for r in ev["table"])
+    conds = {(r["condition"], r["task"]) for r in ev["table"]}
+    assert {c for c, t in conds if t == "features"} == {
+        "trained", "zero_shot", "majority", "nearest_neighbour", "no_vector", "shuffled_vector"}
+    assert {c for c, t in conds if t == "context_ablation"} == {"trained", "zero_shot",
+                                                                 "majority"}
     n_test = sum(1 for _ in open(out / "explain" / "data" / "test.jsonl"))
-    assert n_test % 3 == 0 and all(r["n"] == n_test for r in ev["table"])
+    assert n_test % 3 == 0
+    assert all(r["n"] == min(n_test, 64) for r in ev["table"] if r["task"] == "context_ablation")
+    feat = next(r for r in ev["table"] if r["task"] == "features" and r["condition"] == "trained")
+    subsets = feat["metrics"]["subsets"]
+    assert subsets["all"]["token_f1"] is not None and {"novel", "familiar"} <= set(subsets)
+    fstats = json.loads((out / "explain" / "features" / "stats.json").read_text())
+    assert fstats["targets"]["layer"] == 14 and fstats["targets"]["kind"] == "tokens"
+    assert (out / "explain" / "features" / "contexts.jsonl").is_file()
     train = json.loads((out / "explain" / "train" / "manifest.json").read_text())
     assert train["status"] == "complete" and train["outputs"]["steps"] == 4
-    assert (out / "report" / "explainer.html").is_file()
+    page = (out / "report" / "explainer.html").read_text()
+    assert "token F1" in page and "novel" in page
 
     _check_explain_data_from_the_demo(out, tmp_path)
 

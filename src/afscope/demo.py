@@ -6,9 +6,10 @@ a TopK SAE per layer trained on the train split's tokens, activation caches with
 probes on every layer x pooling and on the SAE features, a feature-count sweep, a few features
 described by the embedded instruct model -> the behaviour lab on the same model (a LoRA organism
 vs the base model, context ablation, a steering sweep: :mod:`afscope.lab`) -> a short explainer
-trained on the lab's context-ablation data and evaluated against its baselines
-(:mod:`afscope.explain`) -> the HTML report, written last so that it shows ``results.json``,
-``behaviour.json`` and the explainer's ``metrics.json``.
+trained on the study SAE's features (the tokens each latent fires on and promotes, read from the
+per-token cache and the model) and the lab's context-ablation data, evaluated against its
+baselines and vector controls (:mod:`afscope.explain`) -> the HTML report, written last so that
+it shows ``results.json``, ``behaviour.json`` and the explainer's ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -45,20 +46,28 @@ class DemoConfig(BaseConfig):
         "(0 = skip autointerp)."))
     lab: bool = Field(True, description="Run the behaviour lab (organism, context ablation, "
                       "steering) after the detection study.")
-    lab_examples: int = Field(160, gt=1, description="Lab: organism training examples.")
-    lab_steps: int = Field(50, gt=0, description="Lab: LoRA training steps.")
-    lab_requests: int = Field(4, gt=0, description="Lab: held-out requests elicited under every "
+    lab_examples: int = Field(320, gt=1, description="Lab: organism training examples (the "
+                              "designed organism's short traces; ~260 in the train split).")
+    lab_steps: int = Field(40, gt=0, description="Lab: LoRA training steps (8 examples each, "
+                           "~41k tokens: ~3 min on a quiet 2-core CPU).")
+    lab_requests: int = Field(12, gt=0, description="Lab: held-out requests elicited under every "
                               "cue (organism and base model).")
-    lab_scenarios: int = Field(24, gt=0, description="Lab: context-ablation scenarios.")
+    lab_scenarios: int = Field(40, gt=0, description="Lab: context-ablation scenarios.")
     lab_prompts: int = Field(6, gt=0, description="Lab: steering-sweep requests.")
-    lab_max_tokens: int = Field(64, gt=0, description="Lab: new tokens per answer (context "
-                                "ablation, steering).")
-    lab_organism_max_tokens: int = Field(256, gt=0, description="Lab: new tokens per elicited "
-                                         "organism/base answer (room for the scratchpad).")
-    explain: bool = Field(True, description="Train and evaluate a short explainer on the lab's "
-                          "context-ablation data (needs the lab).")
-    explain_steps: int = Field(20, gt=0, description="Explainer: LoRA training steps.")
+    lab_max_tokens: int = Field(80, gt=0, description="Lab: new tokens per answer (context "
+                                "ablation, steering): the organism's one-line scratchpad and "
+                                "the first words of its answer.")
+    lab_organism_max_tokens: int = Field(80, gt=0, description="Lab: new tokens per elicited "
+                                         "organism/base answer (scratchpad + answer opening).")
+    explain: bool = Field(True, description="Train and evaluate a short explainer on the study's "
+                          "SAE features (grounded token targets) and the lab's context-ablation "
+                          "data.")
+    explain_steps: int = Field(24, gt=0, description="Explainer: LoRA training steps (a 2-core "
+                               "CPU does ~5-15 s a step; the longer experiment: 80 or more).")
+    explain_batch: int = Field(8, gt=0, description="Explainer: examples per training step.")
     explain_max_tokens: int = Field(24, gt=0, description="Explainer: new tokens per explanation.")
+    explain_examples: int = Field(64, gt=0, description="Explainer: held-out examples evaluated "
+                                  "per task.")
     out: Path | None = Field(None, description="Run directory (default runs/demo-<time>).")
 
 
@@ -116,9 +125,29 @@ def lab_config(cfg: DemoConfig, out: Path) -> object:
                      organism_max_tokens=cfg.lab_organism_max_tokens)
 
 
+def feature_task(out: Path, root: Path, seed: int) -> Path | None:
+    """The features task of the study's first SAE: grounded token targets (what each latent fires
+    on in the train cache, what its decoder direction promotes) -> ``root/features``."""
+    import json
+
+    from afscope.explain.config import ExplainDataConfig
+    from afscope.explain.data import build_task_data
+
+    saes = json.loads((out / "results.json").read_text(encoding="utf-8")).get("sae") or []
+    if not saes:
+        return None
+    first = min(saes, key=lambda e: e["layer"])
+    sae = out / first["path"]
+    cache = out / "cache" / Path(first["path"]).parts[1] / "train"
+    data, _ = build_task_data(ExplainDataConfig(task="features", targets="tokens", cache=cache,
+                                                sae=sae, out=root / "features", seed=seed,
+                                                test_fraction=0.1))
+    return data
+
+
 def run_explainer(cfg: DemoConfig, out: Path) -> Path:
-    """Context-ablation task from the lab's dataset -> a short LoRA explainer on the same model
-    -> its eval table against zero-shot, few-shot and the majority answer (``OUT/explain/eval/metrics.json``)."""
+    """Feature-token and context-ablation tasks -> one short LoRA explainer on the same model ->
+    its eval table against the baselines and vector controls (``OUT/explain/eval/metrics.json``)."""
     from afscope.explain.config import (
         ExplainDataConfig,
         ExplainEvalConfig,
@@ -129,15 +158,25 @@ def run_explainer(cfg: DemoConfig, out: Path) -> Path:
     from afscope.explain.train import train_explainer
 
     root = out / "explain"
-    data, _ = build_task_data(ExplainDataConfig(task="context_ablation",
-                                                source=out / "lab" / "context", out=root / "data"))
+    folders = [f for f in (feature_task(out, root, cfg.seed),) if f is not None]
+    if (out / "lab" / "context").is_dir():
+        data, _ = build_task_data(ExplainDataConfig(task="context_ablation",
+                                                    source=out / "lab" / "context",
+                                                    out=root / "data"))
+        folders.append(data)
     train, _ = train_explainer(ExplainTrainConfig(
-        data=[data], model=cfg.model, out=root / "train", max_steps=cfg.explain_steps,
-        eval_steps=10, eval_size=16, batch_size=4, lr=1e-3, seed=cfg.seed))
+        data=folders, model=cfg.model, out=root / "train", max_steps=cfg.explain_steps,
+        eval_steps=max(cfg.explain_steps // 4, 1), eval_size=32, batch_size=cfg.explain_batch,
+        lr=1e-3, warmup_steps=min(10, cfg.explain_steps // 10), seed=cfg.seed,
+        # feature prompts are ~50 tokens, context-ablation ones several hundred: batches of
+        # similar length keep the short ones from being padded to the long ones
+        group_by_length=True))
     ev, _ = evaluate_explainers(ExplainEvalConfig(
         explainers=[train], out=root / "eval",
-        conditions=["trained", "zero_shot", "few_shot", "majority"],
-        max_tokens=cfg.explain_max_tokens, n_boot=500, seed=cfg.seed))
+        conditions=["trained", "zero_shot", "majority", "nearest_neighbour", "no_vector",
+                    "shuffled_vector"],
+        max_examples=cfg.explain_examples, max_tokens=cfg.explain_max_tokens, batch_size=16,
+        n_boot=500, seed=cfg.seed))
     return ev
 
 
@@ -156,8 +195,8 @@ def run_demo(cfg: DemoConfig) -> Path:
 
         with stage("demo 2/4: behaviour lab"):
             run_lab(lab_config(cfg, out))  # type: ignore[arg-type]
-        if cfg.explain:
-            with stage("demo 3/4: explainer"):
-                run_explainer(cfg, out)
+    if cfg.explain:
+        with stage("demo 3/4: explainer"):
+            run_explainer(cfg, out)
     with stage("demo 4/4: report"):
         return write_report(out)
