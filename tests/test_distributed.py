@@ -111,6 +111,8 @@ def test_device_per_rank(monkeypatch):
 def test_launch_config_keeps_an_explicit_device(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    # a GPU device resolves dtype auto -> bf16, which asks the (absent) device whether it can
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     rank1 = Launch("torchrun", 1, 2, 1)
     cfg = launch_config(ExtractConfig(data=tmp_path / "d.jsonl"), rank1)
     assert (cfg.shard, cfg.device) == ("1/2", "cuda:1")

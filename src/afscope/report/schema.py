@@ -572,9 +572,10 @@ class ExplainSummary(_Model):
     def _subsets(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         if "all" not in v:
             raise ValueError("no 'all' subset")
-        unknown = sorted(set(v) - {"all", "changed", "unchanged"})
+        unknown = sorted(set(v) - {"all", "changed", "unchanged", "novel", "familiar"})
         if unknown:
-            raise ValueError(f"unknown subset(s) {unknown}; expected all, changed, unchanged")
+            raise ValueError(f"unknown subset(s) {unknown}; expected all, changed, unchanged, "
+                             "novel, familiar")
         for name, sub in v.items():
             n = sub.get("n")
             if not isinstance(n, int) or isinstance(n, bool) or n < 0:
