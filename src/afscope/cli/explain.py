@@ -42,14 +42,11 @@ def train(cfg: ExplainTrainConfig) -> None:
     Under torchrun / accelerate launch the ranks train together (DDP, each on its own device
     unless --device is given); --batch-size stays the global batch, and rank 0 writes OUT.
     """
-    from afscope.cli.options import quiet_unless_main
-    from afscope.distributed import training_launch
+    from afscope.cli.options import training_config
     from afscope.explain.train import train_explainer
 
-    launch = training_launch()
-    quiet_unless_main(launch)
-    given = cfg.device if "device" in cfg.model_fields_set else None
-    out, s = train_explainer(cfg.model_copy(update={"device": launch.device(given)}))
+    cfg, launch = training_config(cfg)
+    out, s = train_explainer(cfg)
     if not launch.is_main:
         return
     best = s["best_eval_loss"]

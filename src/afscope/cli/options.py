@@ -186,6 +186,17 @@ def launch_config(cfg: Any, launch: Any) -> Any:
     return cfg.model_copy(update=update)
 
 
+def training_config(cfg: Any) -> tuple[Any, Any]:
+    """``(cfg, launch)`` of a training command under torchrun / accelerate launch (or alone):
+    this rank's device unless ``--device`` was given, progress bars on rank 0 only."""
+    from afscope.distributed import training_launch
+
+    launch = training_launch()
+    quiet_unless_main(launch)
+    given = cfg.device if "device" in cfg.model_fields_set else None
+    return cfg.model_copy(update={"device": launch.device(given)}), launch
+
+
 def quiet_unless_main(launch: Any) -> None:
     """Progress bars of rank 0 only: N ranks drawing bars on one terminal garble each other."""
     from afscope import progress

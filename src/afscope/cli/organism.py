@@ -5,7 +5,12 @@ from __future__ import annotations
 import click
 
 from afscope.cli import console
-from afscope.cli.options import config_command, launch_config, quiet_unless_main
+from afscope.cli.options import (
+    config_command,
+    launch_config,
+    quiet_unless_main,
+    training_config,
+)
 from afscope.organism.config import (
     ElicitConfig,
     OrganismDataConfig,
@@ -38,13 +43,10 @@ def train(cfg: OrganismTrainConfig) -> None:
     Under torchrun / accelerate launch the ranks train together (DDP, each on its own device
     unless --device is given); --batch-size stays the global batch, and rank 0 writes OUT.
     """
-    from afscope.distributed import training_launch
     from afscope.organism import train_organism
 
-    launch = training_launch()
-    quiet_unless_main(launch)
-    given = cfg.device if "device" in cfg.model_fields_set else None
-    folder, s = train_organism(cfg.model_copy(update={"device": launch.device(given)}))
+    cfg, launch = training_config(cfg)
+    folder, s = train_organism(cfg)
     if not launch.is_main:
         return
     console.print(f"{s['steps']} steps on {s['n_examples']} examples, loss {s['first_loss']:.3f} -> "

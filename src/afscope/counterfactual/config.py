@@ -18,7 +18,7 @@ from afscope.distributed import ShardSpec
 from afscope.judge import JudgeConfig
 from afscope.judge.config import Method, judge_llm_flag
 from afscope.llm import LLMConfig
-from afscope.llm.config import ServerConfig, server_from_flag
+from afscope.llm.config import ServerField
 from afscope.steer.config import distinct_alphas
 
 Positions = Literal["prompt", "generated", "both", "last"]
@@ -94,16 +94,11 @@ class ContextConfig(CounterfactualConfig):
     unmonitored_system: str = Field(UNMONITORED_SYSTEM, description="System prompt of the "
                                     "unmonitored condition (seed 000's text by default).")
     hint: str = Field("monitoring context", description="Value of the records' 'hint' field.")
-    server: ServerConfig | None = Field(None, description="Generate on an OpenAI-compatible "
+    server: ServerField = Field(None, description="Generate on an OpenAI-compatible "
                                         "server (vLLM) instead of in this process: its URL "
                                         "(http://127.0.0.1:8000/v1) or a mapping '{base_url: ..., "
                                         "model: <served name>}'. Prompts are tokenized here with "
                                         "--model's tokenizer; the rows are the local engine's.")
-
-    @field_validator("server", mode="before")
-    @classmethod
-    def _parse_server(cls, v: Any) -> Any:
-        return server_from_flag(v)
 
     @model_validator(mode="after")
     def _distinct(self) -> ContextConfig:

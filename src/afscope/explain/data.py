@@ -671,7 +671,6 @@ def _by_count(values: Sequence[str]) -> dict[str, int]:
 
 def build_features(cfg: ExplainDataConfig) -> TaskData:
     """Task 1: one example per described feature, its vector the SAE decoder row ``W_dec[f]``."""
-    from afscope.extract.store import ActivationCache
     from afscope.sae.io import load_sae
 
     skipped: Counter[str] = Counter()
@@ -703,10 +702,7 @@ def build_features(cfg: ExplainDataConfig) -> TaskData:
     if cfg.targets == "tokens":
         from afscope.explain.token_data import build_token_features
 
-        match = _check_cache_sae(ActivationCache(Path(cfg.cache)), layer, sae, sae_path) \
-            if Path(cfg.cache or "").is_dir() else None
-        train, test, vectors, extra = build_token_features(cfg, sae, layer, W)
-        extra["targets"]["sae_match"] = match
+        train, test, vectors, extra = build_token_features(cfg, sae, sae_path, layer, W)
         return train, test, vectors, {**extra, "sae": sae_stats, "warnings": []}
     if cfg.targets == "activations":
         described, feature_meta, inputs, targets = _activation_targets(cfg, sae, sae_path, layer)

@@ -83,12 +83,13 @@ def token_split(features: list[int], tokens: dict[int, tuple[str, ...]], test_fr
     return train, sorted(test + forced)
 
 
-def build_token_features(cfg: Any, sae: Any, layer: int, W: torch.Tensor
+def build_token_features(cfg: Any, sae: Any, sae_path: Path, layer: int, W: torch.Tensor
                          ) -> tuple[list[Example], list[Example], dict[str, torch.Tensor],
                                     dict[str, Any]]:
     """``(train, test, vectors, extra)`` of ``--targets tokens``; ``extra`` holds ``inputs``,
     ``targets`` (counts, novel shares, the targets' own faithfulness) and ``contexts``
     (``{unit: [context, ...]}`` of the test features)."""
+    from afscope.explain.data import _check_cache_sae
     from afscope.extract.store import ActivationCache
     from afscope.features.faithfulness import token_auroc
     from afscope.features.tokens import (
@@ -109,10 +110,8 @@ def build_token_features(cfg: Any, sae: Any, layer: int, W: torch.Tensor
     if tt is None:
         raise DataError(f"{path}: the cache has no per-token latents; extract it with "
                         "--token-topk K (e.g. 8) for --targets tokens")
+    match = _check_cache_sae(cache, layer, sae, sae_path)  # same SAE, not only the same width
     d_sae = int(W.shape[0])
-    if cache.sae_width(layer) != d_sae:
-        raise DataError(f"{path}: the latents of layer {layer} have width "
-                        f"{cache.sae_width(layer)}, the SAE has d_sae={d_sae}")
     model_name = str(cache.index.get("model"))
     lm = load_model(model_name)
     names = TokenNames(lm.tokenizer)
@@ -142,7 +141,8 @@ def build_token_features(cfg: Any, sae: Any, layer: int, W: torch.Tensor
                     out.append(token_example(f, qt, tuple(toks), layer, meta))
         return out
 
-    train, test = examples(train_f), _mark_novel(examples(train_f), examples(test_f))
+    train = examples(train_f)
+    test = _mark_novel(train, examples(test_f))
     contexts = held_out_contexts(tt, held_rows, test_f, names.text, names, seed=cfg.seed)
     own = [token_auroc(profiles[f].fires_on, contexts.get(f, [])) for f in test_f]
     own = [a for a in own if a is not None]
@@ -158,6 +158,7 @@ def build_token_features(cfg: Any, sae: Any, layer: int, W: torch.Tensor
                              for qt in cfg.question_types
                              if any(e.question_type == qt for e in test)},
         "fires_on_faithfulness": float(np.mean(own)) if own else None,
+        "sae_match": match,
     }
     inputs = {"cache": {"path": str(path), "fingerprint": cache.fingerprint,
                         "n_records": cache.n_records, "model": model_name}}

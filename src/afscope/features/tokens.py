@@ -32,7 +32,7 @@ Decode = Callable[[int], str]
 
 def normalize_token(text: str) -> str:
     """The comparison form of a token's text: stripped and lower-cased; whitespace-only tokens
-    become ``\\n`` (a newline in it) or ``<space>``."""
+    become ``[newline]`` (a newline in it) or ``[space]``."""
     s = text.strip().lower()
     if s:
         return s

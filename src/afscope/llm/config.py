@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import BeforeValidator, ConfigDict, Field, field_validator
 
 from afscope.config import BaseConfig, load_yaml
 
@@ -179,3 +179,7 @@ def server_from_flag(v: Any) -> Any:
     if isinstance(v, str) and v.strip().startswith(("http://", "https://")):
         return {"base_url": v.strip()}
     return llm_from_flag(v)
+
+
+ServerField = Annotated[ServerConfig | None, BeforeValidator(server_from_flag)]
+"""The ``server`` field of the commands that can generate on an OpenAI-compatible server."""

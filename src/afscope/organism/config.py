@@ -18,7 +18,7 @@ from afscope.config import BaseConfig
 from afscope.data.cues import CUES
 from afscope.distributed import ShardSpec
 from afscope.features.config import LLMFields
-from afscope.llm.config import ServerConfig, server_from_flag
+from afscope.llm.config import ServerField
 
 DType = Literal["float32", "bfloat16", "float16"]
 MONITORED_CUES: tuple[str, ...] = tuple(k for k, (_, m) in CUES.items() if m)
@@ -181,16 +181,11 @@ class ElicitConfig(LLMFields):
                               "(0-based) into generations/judged.shard-i-of-n.jsonl; the same "
                               "command run as one process (rank 0 under torchrun does it) takes "
                               "the shards in and finishes the run.")
-    server: ServerConfig | None = Field(None, description="Generate on an OpenAI-compatible "
+    server: ServerField = Field(None, description="Generate on an OpenAI-compatible "
                                         "server (vLLM) instead of in this process: its URL or "
                                         "'{base_url: ..., model: <served name>}'; with an adapter, "
                                         "model is the LoRA module the server serves it under. "
                                         "Prompts are tokenized here (base model's tokenizer).")
-
-    @field_validator("server", mode="before")
-    @classmethod
-    def _parse_server(cls, v: object) -> object:
-        return server_from_flag(v)
 
     @field_validator("cues")
     @classmethod
