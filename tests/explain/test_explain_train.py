@@ -260,7 +260,8 @@ def test_projector_trains_saves_and_reloads(tmp_path, tiny_model_dir, tiny_token
     lm = load_model(str(tiny_model_dir))
     out, summary = train_explainer(cfg, lm=lm)
     meta = read_explainer(out)
-    assert meta["projection"] == {"layers": [1], "d_target": 48, "d_explainer": 32}
+    assert meta["projection"] == {"layers": [1], "d_target": 48, "d_explainer": 32,
+                                  "init": "default"}
     assert meta["target_width"] == 48
     assert summary["trainable_params"] == 8192 + 48 * 32
     saved = adapter_tensors(out / ADAPTER_DIR)

@@ -15,10 +15,10 @@ from afscope.organism.config import TrainScaleFields
 DType = Literal["float32", "bfloat16", "float16"]
 Mode = Literal["replace", "add"]
 Condition = Literal["trained", "zero_shot", "few_shot", "majority", "nearest_neighbour",
-                    "no_vector", "shuffled_vector", "random_vector"]
+                    "projector_readout", "no_vector", "shuffled_vector", "random_vector"]
 CONDITIONS: tuple[str, ...] = ("trained", "zero_shot", "few_shot", "majority",
-                               "nearest_neighbour", "no_vector", "shuffled_vector",
-                               "random_vector")
+                               "nearest_neighbour", "projector_readout", "no_vector",
+                               "shuffled_vector", "random_vector")
 #: seed 000's question-type weights (generative 1.0, orig/change match 0.5 each).
 SEED_WEIGHTS: dict[str, float] = {"context_ablation/generative_explanation": 1.0,
                                   "context_ablation/orig_match": 0.5,
@@ -135,9 +135,17 @@ class ExplainTrainConfig(TrainScaleFields):
     mode: Mode = Field("replace", description="Continuous tokens: replace the placeholder "
                        "embeddings, or add norm-matched vectors after block inject_layer.")
     inject_layer: int = Field(1, ge=0, description="Block after which 'add' mode adds vectors.")
-    projection: Literal["auto", "linear", "none"] = Field(
+    projection: Literal["auto", "linear", "none", "lens"] = Field(
         "auto", description="Per-layer full-rank projection target -> explainer width: auto = "
-        "only when the widths differ; linear = always (identity init when equal).")
+        "only when the widths differ; linear = always (identity init when equal); lens = a fixed "
+        "token lens fit on the cache's text (target residual -> explainer embedding of the same "
+        "token; explain/lens.py), which LoRA then learns to read.")
+    lens_cache: Path | None = Field(None, description="Activation cache with a per-token store "
+                                    "whose text fits the token lens (default: the --cache of the "
+                                    "first task folder built from one).")
+    lens_tokens: int = Field(60_000, gt=0, description="Tokens the token lens is fit on.")
+    lens_ridge: float = Field(0.01, gt=0, description="Ridge penalty of the token lens, relative "
+                              "to the mean squared residual norm.")
     r: int = Field(16, gt=0, description="LoRA rank.")
     lora_alpha: int = Field(32, gt=0, description="LoRA alpha.")
     lora_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")

@@ -10,6 +10,11 @@ Conditions (rows of the table), on the held-out ``test.jsonl`` of each task fold
   a constant predictor scores: the floor every other row must clear when labels are skewed);
 * ``nearest_neighbour`` (vector tasks): the answer of the training example whose vector has the
   highest cosine similarity with the test vector (no generation);
+* ``projector_readout`` (token questions): no language model at all -- the explainer's
+  vocabulary tokens nearest (cosine) to the projected vector, written as a token answer. It
+  scores what the projector alone carries (with a token lens, :mod:`afscope.explain.lens`, often
+  a lot), so the trained row above it means the language model adds to the map, below it that
+  training has not yet learned to name what it is shown;
 * controls of the trained explainer on vector tasks: ``no_vector`` (placeholders left as plain
   tokens), ``shuffled_vector`` (each example gets another example's vectors: a seeded derangement)
   and ``random_vector`` (seeded Gaussian vectors). If the trained row does not beat these, the
@@ -40,7 +45,7 @@ import torch
 from afscope.errors import ConfigError
 from afscope.explain.config import ExplainEvalConfig
 from afscope.explain.encode import Encoded, encode_examples, vector_batch
-from afscope.explain.inject import inject
+from afscope.explain.inject import find_projector, inject
 from afscope.explain.metrics import max_over_references, score_row, summarize
 from afscope.explain.schema import TEST_FILE, Example, padded_reference
 from afscope.explain.token_data import read_contexts
@@ -138,6 +143,43 @@ def majority_answers(test: Sequence[Example], train: Sequence[Example]) -> list[
         counts.setdefault((t.task, t.question_type), Counter())[t.answer] += 1
     best = {k: min(c.items(), key=lambda kv: (-kv[1], kv[0]))[0] for k, c in counts.items()}
     return [best.get((e.task, e.question_type)) for e in test]
+
+
+def projector_readout(lm: Any, test: Sequence[Example], vectors: dict[str, torch.Tensor],
+                      k: int = 3) -> list[str | None]:
+    """Per token question (``fires_on``/``promotes``) with a vector, the ``k`` distinct usable
+    tokens of the explainer whose input embeddings are most cosine-similar to the projected
+    vector, as an answer sentence; None for the other examples."""
+    from afscope.explain.answers import tokens_sentence
+    from afscope.explain.metrics import TOKEN_TYPES
+    from afscope.features.tokens import TokenNames
+
+    todo = [i for i, e in enumerate(test) if e.question_type in TOKEN_TYPES and e.vectors]
+    preds: list[str | None] = [None] * len(test)
+    if not todo:
+        return preds
+    projector = find_projector(lm.model)
+    emb = lm.model.get_input_embeddings().weight.detach().float().cpu()
+    emb = emb / emb.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    names = TokenNames(lm.tokenizer)
+    usable = torch.tensor([names.usable(t) for t in range(emb.shape[0])])
+    with torch.no_grad():
+        for i in todo:
+            ref = test[i].vectors[0]
+            v = vectors[ref.key].float()[None]
+            if projector is not None:
+                v = projector(v, torch.tensor([ref.layer])).float().cpu()
+            sims = (v[0] / v[0].norm().clamp_min(1e-8)) @ emb.T
+            sims[~usable] = -2.0
+            picked: list[str] = []
+            for t in sims.topk(min(8 * k, len(sims))).indices.tolist():
+                name = names(t)
+                if name not in picked and "<<<" not in name and ">>>" not in name:
+                    picked.append(name)
+                if len(picked) == k:
+                    break
+            preds[i] = tokens_sentence(test[i].question_type, tuple(picked))
+    return preds
 
 
 def control_rows(rows: Sequence[Encoded], kind: str, vectors: dict[str, torch.Tensor], seed: int
@@ -354,6 +396,9 @@ def _condition(cond: str, lm: Any, meta: dict[str, Any], cfg: ExplainEvalConfig,
     if cond == "nearest_neighbour":
         nn_preds = nearest_neighbour(test, train, vectors)
         return {e.id: p for e, p in zip(test, nn_preds) if p is not None}
+    if cond == "projector_readout":
+        readout = projector_readout(lm, test, vectors)
+        return {e.id: p for e, p in zip(test, readout) if p is not None}
     if cond in VECTOR_CONTROLS:
         rows = [r for r in enc if r.keys]
         if not rows:

@@ -48,6 +48,7 @@ from afscope.explain.inject import (
     VectorProjector,
     attach_projector,
     embedding_norm,
+    find_projector,
     inject,
 )
 from afscope.explain.schema import (
@@ -204,7 +205,44 @@ def _needs_projector(cfg_projection: str, d_target: int | None, d_model: int) ->
     if cfg_projection == "none" and d_target != d_model:
         raise ConfigError(f"field 'projection': the target vectors are {d_target} wide and the "
                           f"explainer's d_model is {d_model}; set projection: auto or linear")
-    return cfg_projection == "linear" or d_target != d_model
+    return cfg_projection in ("linear", "lens") or d_target != d_model
+
+
+def _lens_cache(cfg: ExplainTrainConfig) -> Path:
+    """``cfg.lens_cache``, else the ``cache`` a task folder was built from (its manifest)."""
+    if cfg.lens_cache is not None:
+        return Path(cfg.lens_cache)
+    for folder in cfg.data:
+        manifest = Path(folder) / "manifest.json"
+        if manifest.is_file():
+            cache = json.loads(manifest.read_text(encoding="utf-8")).get("config", {}).get("cache")
+            if cache:
+                return Path(cache)
+    raise ConfigError("projection 'lens' needs an activation cache to fit on: set lens_cache "
+                      "(--lens-cache), or train on a task folder built with --cache")
+
+
+def fit_lens_projector(cfg: ExplainTrainConfig, lm: LoadedModel, examples: Sequence[Any],
+                       layers: list[int]) -> dict[str, Any]:
+    """Fit the token lens (:mod:`afscope.explain.lens`) of every vector layer into the projector
+    attached to ``lm`` and freeze it; returns the fit statistics for ``explainer.json``."""
+    from afscope.explain.lens import cache_sequences, fit_token_lens
+
+    cache = _lens_cache(cfg)
+    targets = sorted({str(e.meta.get("model")) for e in examples if e.vectors})
+    if len(targets) != 1 or targets[0] == "None":
+        raise ConfigError(f"projection 'lens': the vectors must come from one named target "
+                          f"model (meta.model of the examples), got {targets}")
+    target = lm if targets[0] == cfg.model else load_model(targets[0], dtype=cfg.dtype,
+                                                             device=cfg.device)
+    maps, stats = fit_token_lens(target, lm, cache_sequences(cache, cfg.lens_tokens), layers,
+                                 ridge=cfg.lens_ridge, seed=cfg.seed)
+    projector = find_projector(lm.model)
+    assert projector is not None
+    with torch.no_grad():
+        for layer, w in maps.items():
+            projector.maps[f"L{layer}"].weight.copy_(w)
+    return {"target": targets[0], "cache": str(cache), **stats}
 
 
 def _trainer_class(group_by_length: bool = False) -> Any:
@@ -399,7 +437,8 @@ def train_explainer(cfg: ExplainTrainConfig, *, lm: LoadedModel | None = None
         meta = {
             "kind": "afscope_explainer", "format_version": FORMAT_VERSION,
             "model": _identity(lm), "mode": cfg.mode, "inject_layer": cfg.inject_layer,
-            "projection": {"layers": layers, "d_target": d_target, "d_explainer": d_model}
+            "projection": {"layers": layers, "d_target": d_target, "d_explainer": d_model,
+                           "init": "lens" if cfg.projection == "lens" else "default"}
             if with_proj else None,
             "target_width": d_target, "embed_norm": embedding_norm(lm.model),
             "placeholder": placeholder_id(lm.tokenizer),
@@ -425,9 +464,16 @@ def train_explainer(cfg: ExplainTrainConfig, *, lm: LoadedModel | None = None
         enc_val = sorted(rng.sample(enc_val, min(cfg.eval_size, len(enc_val))), key=lambda e: e.id)
         if meta["projection"]:
             prepare_model(lm, meta, seed=cfg.seed)
+            if cfg.projection == "lens":
+                with run.timer("token_lens"):
+                    meta["projection"]["lens"] = fit_lens_projector(cfg, lm, examples, layers)
         if vectors and meta["projection"] is None and d_target != d_model:
             raise ConfigError(f"vector width {d_target} != explainer d_model {d_model}")
         peft_model = add_adapter(lm.model, cfg, with_proj)
+        if cfg.projection == "lens":  # a fixed map: Adam steps of lr 1e-3 would wash it out
+            for name, p in peft_model.named_parameters():
+                if PROJECTOR_ATTR in name:
+                    p.requires_grad_(False)
         n_train, n_total = trainable_parameters(peft_model)
         if launch.is_main:
             atomic_write_json(out / EXPLAINER_FILE, meta)
