@@ -57,7 +57,8 @@ def test_demo_end_to_end(tmp_path):
     ev = json.loads((out / "explain" / "eval" / "metrics.json").read_text())
     conds = {(r["condition"], r["task"]) for r in ev["table"]}
     assert {c for c, t in conds if t == "features"} == {
-        "trained", "zero_shot", "majority", "nearest_neighbour", "no_vector", "shuffled_vector"}
+        "trained", "zero_shot", "majority", "nearest_neighbour", "projector_readout",
+        "no_vector", "shuffled_vector"}
     assert {c for c, t in conds if t == "context_ablation"} == {"trained", "zero_shot",
                                                                  "majority"}
     n_test = sum(1 for _ in open(out / "explain" / "data" / "test.jsonl"))

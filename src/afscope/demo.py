@@ -139,9 +139,12 @@ def feature_task(out: Path, root: Path, seed: int) -> Path | None:
     first = min(saes, key=lambda e: e["layer"])
     sae = out / first["path"]
     cache = out / "cache" / Path(first["path"]).parts[1] / "train"
+    # "promotes" is left out: the token lens maps a direction to the token it *reads*, and a
+    # short run measured 0 token F1 on what it promotes, so it would only halve the steps spent
+    # on "fires on" (afscope explain data --question-types fires_on,promotes builds both)
     data, _ = build_task_data(ExplainDataConfig(task="features", targets="tokens", cache=cache,
                                                 sae=sae, out=root / "features", seed=seed,
-                                                test_fraction=0.1))
+                                                test_fraction=0.1, question_types=["fires_on"]))
     return data
 
 
@@ -170,11 +173,14 @@ def run_explainer(cfg: DemoConfig, out: Path) -> Path:
         lr=1e-3, warmup_steps=min(10, cfg.explain_steps // 10), seed=cfg.seed,
         # feature prompts are ~50 tokens, context-ablation ones several hundred: batches of
         # similar length keep the short ones from being padded to the long ones
-        group_by_length=True))
+        group_by_length=True,
+        # the SAE's decoder rows are layer-L directions; the token lens (fit on the cache's
+        # text) shows them to the explainer as the tokens they read (explain/lens.py)
+        projection="lens"))
     ev, _ = evaluate_explainers(ExplainEvalConfig(
         explainers=[train], out=root / "eval",
-        conditions=["trained", "zero_shot", "majority", "nearest_neighbour", "no_vector",
-                    "shuffled_vector"],
+        conditions=["trained", "zero_shot", "majority", "nearest_neighbour",
+                    "projector_readout", "no_vector", "shuffled_vector"],
         max_examples=cfg.explain_examples, max_tokens=cfg.explain_max_tokens, batch_size=16,
         n_boot=500, seed=cfg.seed))
     return ev
