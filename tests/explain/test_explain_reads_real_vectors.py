@@ -48,6 +48,9 @@ def test_explainer_reads_real_sae_latents(tmp_path):
     table = json.loads((tmp_path / "eval" / "metrics.json").read_text())["table"]
     f1 = {r["condition"]: r["metrics"]["subsets"]["all"]["token_f1"] for r in table}
     print({c: (round(v["mean"], 3), round(v["lo"], 3), round(v["hi"], 3)) for c, v in f1.items()})
+    # measured when written (2-core CPU): trained 0.252 [0.194, 0.317], shuffled vector 0.005
+    # [0.000, 0.016], nearest neighbour 0.000, projector read-out 0.377 [0.322, 0.422]
+    assert f1["trained"]["mean"] > 0.12
     assert f1["trained"]["lo"] > f1["shuffled_vector"]["hi"]
     assert f1["trained"]["lo"] > f1["nearest_neighbour"]["hi"]
     assert f1["projector_readout"]["mean"] > 0.15

@@ -1,4 +1,4 @@
-"""``afscope explain data|train|eval``: the introspective explainer (seed 000)."""
+"""``afscope explain data|train|eval|scaling``: the introspective explainer (seed 000)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from afscope.cli.options import config_command
 from afscope.explain.config import (
     ExplainDataConfig,
     ExplainEvalConfig,
+    ExplainScalingConfig,
     ExplainTrainConfig,
 )
 
@@ -82,3 +83,23 @@ def evaluate(cfg: ExplainEvalConfig) -> None:
             t.add_row(r["explainer"], r["relation"], r["condition"], str(r["n"]), *cells)
         console.print(t)
     console.print(str(out / METRICS_FILE), highlight=False)
+
+
+@command.command("scaling")
+@config_command(ExplainScalingConfig)
+def scaling(cfg: ExplainScalingConfig) -> None:
+    """A data-scaling curve: one explainer per training-set size (--sizes 16,64,256), all scored
+    on the same held-out examples beside the baselines (OUT/scaling.json; the report plots it)."""
+    from rich.table import Table
+
+    from afscope.explain.scaling import SCALING_FILE, run_scaling
+
+    out, result = run_scaling(cfg)
+    t = Table(title="explainer data scaling (held-out, 95% CI)")
+    for col in ("task", "condition", "units/task", "train examples", "metric", "value"):
+        t.add_column(col)
+    for p in result["points"]:
+        t.add_row(p["task"], p["condition"], str(p["size"]), str(p["n_train"]), p["metric"],
+                  f"{p['value']:.2f} [{p['lo']:.2f}, {p['hi']:.2f}]")
+    console.print(t)
+    console.print(str(out / SCALING_FILE), highlight=False)

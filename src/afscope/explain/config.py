@@ -165,6 +165,10 @@ class ExplainTrainConfig(TrainScaleFields):
     weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
     val_fraction: float = Field(0.15, ge=0.0, lt=1.0, description="Share of training units "
                                 "(scenarios/features) held out for evaluation during training.")
+    max_train_units: int | None = Field(None, gt=0, description="Train on at most this many "
+                                        "seeded units (features/scenarios) of each task, after "
+                                        "the validation split: the smaller, nested training sets "
+                                        "of a data-scaling curve.")
     eval_steps: int = Field(20, gt=0, description="Evaluate (and checkpoint) every N steps.")
     eval_size: int = Field(64, gt=0, description="Fixed validation subset size (same rows at "
                            "every evaluation).")
@@ -209,3 +213,31 @@ class ExplainEvalConfig(BaseConfig):
     @classmethod
     def _parse_llm(cls, v: Any) -> Any:
         return judge_llm_flag(v)
+
+
+class ExplainScalingConfig(ExplainTrainConfig):
+    """A data-scaling curve: one explainer per training-set size (nested seeded subsets of the
+    units of each task, the same steps each), every one scored on the same held-out examples,
+    with the baselines beside it (paper-style scaling figure; ``OUT/scaling.json``)."""
+
+    out: Path = Field(Path("runs/explain-scaling"), description="Run directory: n<size>/train, "
+                      "n<size>/eval per size, scaling.json, manifest.json.")
+    sizes: list[int] = Field(description="Training units (features/scenarios) per task, one "
+                             "explainer each; a size above a task's units uses all of them.",
+                             min_length=1)
+    controls: list[Condition] = Field(["majority", "nearest_neighbour", "shuffled_vector"],
+                                      description="Conditions scored beside 'trained': baselines "
+                                      "at every size; vector controls (which generate) at the "
+                                      "largest only.")
+    eval_examples: int | None = Field(64, ge=1, description="Held-out examples per task scored "
+                                      "at each size (None = all).")
+    max_tokens: int = Field(24, gt=0, description="New tokens per explanation.")
+    eval_batch_size: int = Field(16, gt=0, description="Prompts per generation batch.")
+    n_boot: int = Field(500, gt=0, description="Bootstrap resamples of every CI.")
+
+    @field_validator("sizes")
+    @classmethod
+    def _sizes(cls, v: list[int]) -> list[int]:
+        if any(n <= 0 for n in v) or len(set(v)) != len(v):
+            raise ValueError("sizes must be distinct positive integers")
+        return sorted(v)

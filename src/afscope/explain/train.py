@@ -123,6 +123,20 @@ def split_units(examples: Sequence[Example], fraction: float, seed: int
             [e for e in examples if e.unit in val_units])
 
 
+def subsample_units(examples: Sequence[Example], n: int, seed: int) -> list[Example]:
+    """The examples of at most ``n`` seeded units of each task: the smaller training sets of a
+    data-scaling curve, nested (with one seed, a smaller set is part of every larger one)."""
+    by_task: dict[str, set[str]] = {}
+    for e in examples:
+        by_task.setdefault(e.task, set()).add(e.unit)
+    keep = set()
+    for task, units in by_task.items():
+        order = sorted(units)
+        random.Random(seed).shuffle(order)
+        keep |= {(task, u) for u in order[:n]}
+    return [e for e in examples if (e.task, e.unit) in keep]
+
+
 def _decoder_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module, Any]:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return base.get_decoder(), base.get_output_embeddings(), base.config
@@ -454,6 +468,8 @@ def train_explainer(cfg: ExplainTrainConfig, *, lm: LoadedModel | None = None
                 raise ConfigError(f"{out}: the task files changed since the checkpoints were "
                                   "written; resuming would change the data order")
         train_ex, val_ex = split_units(examples, cfg.val_fraction, cfg.seed)
+        if cfg.max_train_units is not None:
+            train_ex = subsample_units(train_ex, cfg.max_train_units, cfg.seed)
         enc_train, dropped = encode_examples(lm.tokenizer, train_ex, max_length=cfg.max_length,
                                              weights=cfg.weights, placeholder=meta["placeholder"])
         enc_val, _ = encode_examples(lm.tokenizer, val_ex, max_length=cfg.max_length,
