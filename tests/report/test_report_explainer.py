@@ -426,3 +426,46 @@ def test_unreadable_metrics_json(tmp_path):
     (run / EXPLAIN_FILE).write_text("{nope")
     with pytest.raises(ArtifactError, match="metrics.json: not valid JSON"):
         write_report(run)
+
+
+def _scaling_dict() -> dict[str, Any]:
+    pts = []
+    for size, n_train, v in ((16, 16, 0.05), (64, 64, 0.12), (None, 600, 0.3)):
+        pts.append({"size": size, "n_train": n_train, "condition": "trained",
+                    "task": "features", "metric": "token_f1", "value": v, "lo": v - 0.03,
+                    "hi": v + 0.03, "n": 64})
+        pts.append({"size": size, "n_train": n_train, "condition": "nearest_neighbour",
+                    "task": "features", "metric": "token_f1", "value": 0.01, "lo": 0.0,
+                    "hi": 0.02, "n": 64})
+    pts.append({"size": None, "n_train": 600, "condition": "shuffled_vector", "task": "features",
+                "metric": "token_f1", "value": 0.0, "lo": 0.0, "hi": 0.0, "n": 64})
+    return {"kind": "afscope_explain_scaling", "format_version": 1, "sizes": [16, 64],
+            "steps": 24, "points": pts}
+
+
+def test_scaling_curve_is_plotted_per_task(tmp_path):
+    from afscope.report.schema import SCALING_FILE
+
+    run = make_explain(tmp_path)
+    html = write_report(run).read_text(encoding="utf-8")
+    assert 'id="scaling"' not in html  # no scaling.json, no section
+    path = run / SCALING_FILE
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(_scaling_dict()), encoding="utf-8")
+    index = write_report(run)
+    html = index.read_text(encoding="utf-8")
+    assert 'id="scaling"' in html and "explainer_scaling_features.png" in html
+    assert (index.parent / "explainer_scaling_features.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_scaling_file_is_validated(tmp_path):
+    from afscope.errors import ArtifactError
+    from afscope.report.schema import SCALING_FILE
+
+    run = make_explain(tmp_path)
+    bad = _scaling_dict()
+    bad["points"][0]["task"] = "poetry"
+    (run / SCALING_FILE).parent.mkdir(parents=True)
+    (run / SCALING_FILE).write_text(json.dumps(bad), encoding="utf-8")
+    with pytest.raises(ArtifactError, match="points.0.task"):
+        write_report(run)

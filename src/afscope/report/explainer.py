@@ -301,6 +301,32 @@ def _loss_figure(ev: ExplainEval, tmp: Path) -> tuple[Image | None, list[dict[st
                  "evaluation"), summary
 
 
+def _scaling_figures(run_dir: Path, tmp: Path) -> list[Image]:
+    """One data-scaling plot per task of ``explain/scaling/scaling.json`` (none when absent)."""
+    from afscope.report.schema import read_explain_scaling
+
+    sc = read_explain_scaling(run_dir)
+    if sc is None:
+        return []
+    figs = []
+    for task in sorted({p.task for p in sc.points}):
+        pts = [p for p in sc.points if p.task == task]
+        series = []
+        for cond in dict.fromkeys(p.condition for p in pts):
+            mine = sorted((p for p in pts if p.condition == cond), key=lambda p: p.n_train)
+            series.append(plots.ScalingSeries(
+                cond, np.array([p.n_train for p in mine]), np.array([p.value for p in mine]),
+                np.array([p.lo for p in mine]), np.array([p.hi for p in mine])))
+        name = f"explainer_scaling_{task}.png"
+        metric = pts[0].metric.replace("_", " ")
+        atomic_write_bytes(tmp / name, plots.scaling_plot(
+            series, metric, f"{task}: held-out {metric} vs training examples"))
+        figs.append(Image(name, f"{task} data-scaling curve",
+                          f"{sc.steps} optimizer steps at every size; shaded: 95% CI. Dashed "
+                          "lines: conditions scored at the largest set only (vector controls)."))
+    return figs
+
+
 def _printable(text: str) -> str:
     """Control characters (an untrained model emits them) shown as U+FFFD; tabs and newlines
     kept."""
@@ -367,6 +393,7 @@ def explainer_context(ev: ExplainEval, run_dir: Path, out: Path, tmp: Path, *,
         "verdicts": explainer_verdicts(ev),
         "tables": _tables(idx),
         "loss_fig": fig,
+        "scaling_figs": _scaling_figures(run_dir, tmp),
         "train": train,
         "examples": _examples(idx),
         "params": sorted(ev.params.items()),

@@ -259,6 +259,46 @@ def loss_plot(curves: Sequence[LossCurve], title: str = "explainer training") ->
         return _png(fig)
 
 
+@dataclass(frozen=True)
+class ScalingSeries:
+    """One condition of a data-scaling plot: held-out metric (95% CI) per training-set size."""
+
+    label: str
+    n_train: np.ndarray
+    value: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+
+
+def scaling_plot(series: Sequence[ScalingSeries], metric: str, title: str) -> bytes:
+    """Held-out ``metric`` against training examples (log x): a line with its CI band for each
+    condition scored at several sizes; a condition scored once (a vector control at the largest
+    size) is a dashed horizontal line across the plot."""
+    with _figure(6.4, 4.0) as fig:
+        ax = fig.add_subplot()
+        xs = np.concatenate([s.n_train for s in series]).astype(float)
+        lo_x, hi_x = float(xs.min()), float(xs.max())
+        for i, s in enumerate(series):
+            color = PALETTE[i % len(PALETTE)]
+            order = np.argsort(s.n_train)
+            x, v = s.n_train[order].astype(float), s.value[order]
+            if len(x) > 1:
+                ax.plot(x, v, marker="o", color=color, linewidth=1.6, label=_short(s.label, 40))
+                ax.fill_between(x, s.lo[order], s.hi[order], color=color, alpha=0.15,
+                                linewidth=0)
+            else:
+                ax.hlines(v[0], lo_x, hi_x, colors=color, linestyles="--", linewidth=1.3,
+                          label=_short(f"{s.label} (largest set)", 40))
+        if hi_x > lo_x:
+            ax.set_xscale("log")
+        ax.set_xlabel("training examples")
+        ax.set_ylabel(metric)
+        ax.set_title(_short(title, 80))
+        ax.legend(loc="best", fontsize=8)
+        fig.tight_layout()
+        return _png(fig)
+
+
 def matrix_heatmap(values: np.ndarray, rows: Sequence[str], cols: Sequence[str],
                    notes: Sequence[Sequence[str]], title: str) -> bytes:
     """A train-source x test-source matrix: ``values (r, c)`` in [0, 1] coloured (NaN grey),

@@ -682,3 +682,44 @@ def read_explain(run_dir: str | Path) -> ExplainEval | None:
         return None
     return _load_artifact(path, EXPLAIN_KIND, "format_version", EXPLAIN_VERSION, ExplainEval,
                           "explainer evaluation")
+
+
+# --------------------------------------------------------------------------------------------------
+# explain/scaling/scaling.json: the explainer's data-scaling curve (afscope.explain.scaling)
+
+SCALING_FILE = "explain/scaling/scaling.json"
+SCALING_KIND = "afscope_explain_scaling"
+SCALING_VERSION = 1
+
+
+class ScalingPoint(_Model):
+    """One condition x task at one training-set size: the headline metric and its 95% CI."""
+
+    size: int | None  # training units per task; None = all of them
+    n_train: int = Field(ge=0)
+    condition: str
+    task: ExplainTask
+    metric: str
+    value: float
+    lo: float
+    hi: float
+    n: int = Field(ge=0)
+
+
+class ExplainScaling(_Model):
+    """The whole ``scaling.json`` of ``afscope explain scaling``."""
+
+    kind: Literal["afscope_explain_scaling"]
+    format_version: int
+    sizes: list[int]
+    steps: int
+    points: list[ScalingPoint]
+
+
+def read_explain_scaling(run_dir: str | Path) -> ExplainScaling | None:
+    """Read and validate ``RUN_DIR/explain/scaling/scaling.json``; None when absent."""
+    path = Path(run_dir) / SCALING_FILE
+    if not path.exists():
+        return None
+    return _load_artifact(path, SCALING_KIND, "format_version", SCALING_VERSION, ExplainScaling,
+                          "explainer data-scaling curve")
