@@ -74,6 +74,15 @@ def test_demo_end_to_end(tmp_path):
     assert train["status"] == "complete" and train["outputs"]["steps"] == 4
     page = (out / "report" / "explainer.html").read_text()
     assert "token F1" in page and "novel" in page
+    meta = json.loads((out / "explain" / "train" / "explainer.json").read_text())
+    lens = meta["projection"]["lens"]
+    assert meta["projection"]["init"] == "lens" and lens["target"] == "smollm2-135m-instruct"
+    assert lens["held_out_token_accuracy"]["14"] > 0.2  # chance: 1 / 49152
+    scaling = json.loads((out / "explain" / "scaling" / "scaling.json").read_text())
+    trained = {p["size"]: p["n_train"] for p in scaling["points"] if p["condition"] == "trained"
+               and p["task"] == "features"}
+    assert set(trained) == {16, 64, None} and trained[16] < trained[64] < trained[None]
+    assert 'id="scaling"' in page
 
     _check_explain_data_from_the_demo(out, tmp_path)
 

@@ -68,6 +68,10 @@ class DemoConfig(BaseConfig):
     explain_max_tokens: int = Field(24, gt=0, description="Explainer: new tokens per explanation.")
     explain_examples: int = Field(64, gt=0, description="Explainer: held-out examples evaluated "
                                   "per task.")
+    explain_scaling: list[int] = Field([16, 64], description="Explainer data-scaling curve: "
+                                       "training units per task of the smaller explainers (same "
+                                       "steps); the main explainer is its largest point. [] = "
+                                       "no curve.")
     out: Path | None = Field(None, description="Run directory (default runs/demo-<time>).")
 
 
@@ -150,7 +154,9 @@ def feature_task(out: Path, root: Path, seed: int) -> Path | None:
 
 def run_explainer(cfg: DemoConfig, out: Path) -> Path:
     """Feature-token and context-ablation tasks -> one short LoRA explainer on the same model ->
-    its eval table against the baselines and vector controls (``OUT/explain/eval/metrics.json``)."""
+    its eval table against the baselines and vector controls (``OUT/explain/eval/metrics.json``)
+    -> smaller explainers on nested subsets for the data-scaling curve
+    (``OUT/explain/scaling/scaling.json``, the main explainer as its largest point)."""
     from afscope.explain.config import (
         ExplainDataConfig,
         ExplainEvalConfig,
@@ -167,7 +173,7 @@ def run_explainer(cfg: DemoConfig, out: Path) -> Path:
                                                     source=out / "lab" / "context",
                                                     out=root / "data"))
         folders.append(data)
-    train, _ = train_explainer(ExplainTrainConfig(
+    train_cfg = ExplainTrainConfig(
         data=folders, model=cfg.model, out=root / "train", max_steps=cfg.explain_steps,
         eval_steps=max(cfg.explain_steps // 4, 1), eval_size=32, batch_size=cfg.explain_batch,
         lr=1e-3, warmup_steps=min(10, cfg.explain_steps // 10), seed=cfg.seed,
@@ -176,13 +182,25 @@ def run_explainer(cfg: DemoConfig, out: Path) -> Path:
         group_by_length=True,
         # the SAE's decoder rows are layer-L directions; the token lens (fit on the cache's
         # text) shows them to the explainer as the tokens they read (explain/lens.py)
-        projection="lens"))
-    ev, _ = evaluate_explainers(ExplainEvalConfig(
+        projection="lens")
+    train, summary = train_explainer(train_cfg)
+    ev, result = evaluate_explainers(ExplainEvalConfig(
         explainers=[train], out=root / "eval",
         conditions=["trained", "zero_shot", "majority", "nearest_neighbour",
                     "projector_readout", "no_vector", "shuffled_vector"],
         max_examples=cfg.explain_examples, max_tokens=cfg.explain_max_tokens, batch_size=16,
         n_boot=500, seed=cfg.seed))
+    if cfg.explain_scaling:
+        from afscope.explain.config import ExplainScalingConfig
+        from afscope.explain.scaling import add_run, run_scaling
+
+        scaling, _ = run_scaling(ExplainScalingConfig(
+            **{**train_cfg.model_dump(), "out": root / "scaling"}, sizes=cfg.explain_scaling,
+            controls=["majority", "nearest_neighbour"], eval_examples=cfg.explain_examples,
+            max_tokens=cfg.explain_max_tokens, n_boot=500))
+        add_run(scaling, [r for r in result["table"] if r["condition"] in
+                          ("trained", "majority", "nearest_neighbour", "shuffled_vector")],
+                summary["n_train"])
     return ev
 
 
