@@ -469,3 +469,18 @@ def test_scaling_file_is_validated(tmp_path):
     (run / SCALING_FILE).write_text(json.dumps(bad), encoding="utf-8")
     with pytest.raises(ArtifactError, match="points.0.task"):
         write_report(run)
+
+
+def test_projector_readout_is_a_reference_not_a_baseline(tmp_path):
+    data = metrics_dict()
+    feat = next(r for r in data["table"] if r["explainer"] == A and r["task"] == "features"
+                and r["condition"] == "trained")
+    data["table"].append({**copy.deepcopy(feat), "condition": "projector_readout"})
+    data["conditions"].append("projector_readout")
+    html = write_report(make_explain(tmp_path, data)).read_text(encoding="utf-8")
+    v = _verdicts(html)
+    base = next(x for x in v if x.startswith(f"{A} (self) on features: trained"))
+    assert "projector_readout" not in base and base.endswith("it beats every baseline.")
+    ref = next(x for x in v if x.startswith(f"{A} (self) on features, reference"))
+    assert "within CI of projector_readout" in ref
+    assert ref.endswith("names about what the projected vector alone does.")

@@ -2,7 +2,9 @@
 
 The page leads with verdicts computed from the table: for each explainer and task, does the trained
 explainer beat each baseline (zero-shot, few-shot, majority answer, nearest neighbour) and each vector control (no,
-shuffled, random vector) on the task's headline metric with non-overlapping 95% intervals? A
+shuffled, random vector) on the task's headline metric with non-overlapping 95% intervals? The
+projector read-out is a reference, not a baseline: it says whether the language model adds to
+what the projected vector alone names. A
 trained row that does not clear the controls is not shown to read the activation. A test split
 without changed (or unchanged) examples is flagged, since the has-changed F1 then scores one
 class only. Then the metric table per task (every condition, headline metrics with CIs, content
@@ -44,6 +46,9 @@ LOSS_PLOT = "explainer_loss.png"
 TRAINED = "trained"
 #: conditions that test whether the explainer reads the injected vector.
 CONTROLS = ("no_vector", "shuffled_vector", "random_vector")
+#: references, not baselines: what the vector carries without the language model (the projector's
+#: nearest vocabulary tokens), so the trained row says whether the LM adds to the map.
+REFERENCES = ("projector_readout",)
 #: characters of a prompt shown (its end: the question follows the context).
 PROMPT_CHARS = 400
 MAX_PREDICTION = 600
@@ -201,8 +206,9 @@ def _task_verdicts(idx: _Index, label: str, task: str, subset: str, relation: st
     n = (trained.metrics.subsets.get(subset) or {}).get("n", 0) if trained else 0
     head = f"{where}: trained {title} {_fmt(t)} (n = {n})"
     others = [c for c in idx.conditions if c != TRAINED]
-    base = _against(idx, label, task, col, t, [c for c in others if c not in CONTROLS],
-                    subset)
+    base = _against(idx, label, task, col, t,
+                    [c for c in others if c not in CONTROLS and c not in REFERENCES], subset)
+    refs = _against(idx, label, task, col, t, [c for c in others if c in REFERENCES], subset)
     ctrl = _against(idx, label, task, col, t, [c for c in others if c in CONTROLS],
                     subset)
     if base:
@@ -217,6 +223,15 @@ def _task_verdicts(idx: _Index, label: str, task: str, subset: str, relation: st
                            + (": the explainer reads the vector." if reads else
                               ": the explainer is not shown to read the activation."),
                            warn=not reads))
+    if refs:
+        word = refs[0][1]
+        out.append(Verdict(
+            f"{where}, reference: trained {_sentence(refs)}: "
+            + {"beats": "the language model adds to what the projected vector alone names.",
+               "below": "the projected vector alone names more than the trained explainer does "
+                        "(more training steps close this gap; see the data-scaling curve)."}
+            .get(word, "the trained explainer names about what the projected vector alone "
+                       "does."), warn=word == "below"))
     if not base and not ctrl:
         out.append(Verdict(f"{head}; no baseline or control has a {title} value to "
                            f"compare with.", warn=True))
