@@ -49,3 +49,7 @@ def test_shipped_configs_validate():
     root = Path(__file__).resolve().parents[1]
     cfg = build_config(ExtractConfig, root / "configs" / "extract_benchmark.yaml")
     assert cfg.model == "gemma-3-270m" and cfg.layers == [6, 12, -1] and cfg.skip_first == 1
+    from afscope.explain.config import ExplainScalingConfig
+
+    sc = build_config(ExplainScalingConfig, root / "configs" / "explain_features.yaml")
+    assert sc.projection == "lens" and sc.sizes == [32, 128, 512] and sc.max_steps == 96

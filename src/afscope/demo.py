@@ -68,10 +68,11 @@ class DemoConfig(BaseConfig):
     explain_max_tokens: int = Field(24, gt=0, description="Explainer: new tokens per explanation.")
     explain_examples: int = Field(64, gt=0, description="Explainer: held-out examples evaluated "
                                   "per task.")
-    explain_scaling: list[int] = Field([16, 64], description="Explainer data-scaling curve: "
+    explain_scaling: list[int] = Field([16], description="Explainer data-scaling curve: "
                                        "training units per task of the smaller explainers (same "
-                                       "steps); the main explainer is its largest point. [] = "
-                                       "no curve.")
+                                       "steps); the main explainer is its largest point. Each "
+                                       "size costs ~2 CPU-minutes (16,64,256: a fuller curve; "
+                                       "[] = none).")
     out: Path | None = Field(None, description="Run directory (default runs/demo-<time>).")
 
 
