@@ -10,7 +10,7 @@ from afscope.explain.config import ExplainDataConfig, ExplainScalingConfig
 from afscope.explain.data import build_task_data
 from afscope.explain.scaling import SCALING_FILE, run_scaling
 from afscope.explain.schema import TRAIN_FILE, read_examples
-from afscope.explain.train import subsample_units
+from afscope.explain.train import subsample_units, training_subset
 from explain_tasks import vector_folder
 
 
@@ -48,6 +48,13 @@ def test_scaling_trains_one_explainer_per_size(token_cache, tiny_model_dir, tmp_
     assert len({p["n"] for p in pts}) == 1 and 0 < pts[0]["n"] <= 6
     manifest = json.loads((out / "n2" / "train" / "manifest.json").read_text())
     assert manifest["config"]["max_train_units"] == 2
+    # the baselines read only the explainer's own training subset
+    meta = json.loads((out / "n2" / "train" / "explainer.json").read_text())
+    seen = training_subset(read_examples(data / TRAIN_FILE), meta)
+    assert len({e.unit for e in seen}) == 2
+    preds = (out / "n2" / "eval" / "predictions").rglob("nearest_neighbour.jsonl")
+    answers = {json.loads(x)["prediction"] for f in preds for x in f.read_text().splitlines()}
+    assert answers and answers <= {e.answer for e in seen}
 
 
 def test_scaling_sizes_must_be_distinct():

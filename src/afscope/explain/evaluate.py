@@ -49,7 +49,7 @@ from afscope.explain.inject import find_projector, inject
 from afscope.explain.metrics import max_over_references, score_row, summarize
 from afscope.explain.schema import TEST_FILE, Example, padded_reference
 from afscope.explain.token_data import read_contexts
-from afscope.explain.train import TRAIN_LOG, load_explainer, load_tasks
+from afscope.explain.train import TRAIN_LOG, load_explainer, load_tasks, training_subset
 from afscope.fileio import atomic_write_json, atomic_write_text
 from afscope.generate import GenerationParams, generate
 from afscope.runs import start_run
@@ -332,6 +332,7 @@ def evaluate_explainers(cfg: ExplainEvalConfig, *, backend: Any = None) -> tuple
             units = {u: c for f in folders for u, c in read_contexts(f).items()}
             contexts = {e.id: units[e.unit] for e in test if e.unit in units}
             train, train_vecs = load_tasks(folders)
+            train = training_subset(train, meta)
             vectors = {**train_vecs, **vectors}
             test = limit_per_task(test, cfg.max_examples)
             label = _label(run_dir, meta["model"]["name"], used)

@@ -137,6 +137,18 @@ def subsample_units(examples: Sequence[Example], n: int, seed: int) -> list[Exam
     return [e for e in examples if (e.task, e.unit) in keep]
 
 
+def training_subset(examples: Sequence[Example], meta: dict[str, Any]) -> list[Example]:
+    """The training examples an explainer saw when it trained on a subset (``max_train_units``
+    in its ``explainer.json``): its training units after the validation split, subsampled the
+    same way; ``examples`` unchanged otherwise. Baselines that read the training data (majority,
+    nearest neighbour) then see the same data as the explainer."""
+    n = meta.get("max_train_units")
+    if n is None:
+        return list(examples)
+    train, _ = split_units(examples, meta.get("val_fraction", 0.0), meta["seed"])
+    return subsample_units(train, n, meta["seed"])
+
+
 def _decoder_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module, Any]:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return base.get_decoder(), base.get_output_embeddings(), base.config
@@ -460,6 +472,7 @@ def train_explainer(cfg: ExplainTrainConfig, *, lm: LoadedModel | None = None
             "data": [str(Path(f).resolve()) for f in cfg.data],
             "data_sha256": [sha256_file(Path(f) / TRAIN_FILE) for f in cfg.data],
             "weights": cfg.weights, "max_length": cfg.max_length, "seed": cfg.seed,
+            "val_fraction": cfg.val_fraction, "max_train_units": cfg.max_train_units,
         }
         if resume_from is not None:
             old = read_explainer(out)
