@@ -152,7 +152,7 @@ def projector_readout(lm: Any, test: Sequence[Example], vectors: dict[str, torch
     vector, as an answer sentence; None for the other examples."""
     from afscope.explain.answers import tokens_sentence
     from afscope.explain.metrics import TOKEN_TYPES
-    from afscope.features.tokens import TokenNames
+    from afscope.features.tokens import TokenNames, top_names
 
     todo = [i for i, e in enumerate(test) if e.question_type in TOKEN_TYPES and e.vectors]
     preds: list[str | None] = [None] * len(test)
@@ -162,23 +162,15 @@ def projector_readout(lm: Any, test: Sequence[Example], vectors: dict[str, torch
     emb = lm.model.get_input_embeddings().weight.detach().float().cpu()
     emb = emb / emb.norm(dim=-1, keepdim=True).clamp_min(1e-8)
     names = TokenNames(lm.tokenizer)
-    usable = torch.tensor([names.usable(t) for t in range(emb.shape[0])])
+    refs = [test[i].vectors[0] for i in todo]
     with torch.no_grad():
-        for i in todo:
-            ref = test[i].vectors[0]
-            v = vectors[ref.key].float()[None]
-            if projector is not None:
-                v = projector(v, torch.tensor([ref.layer])).float().cpu()
-            sims = (v[0] / v[0].norm().clamp_min(1e-8)) @ emb.T
-            sims[~usable] = -2.0
-            picked: list[str] = []
-            for t in sims.topk(min(8 * k, len(sims))).indices.tolist():
-                name = names(t)
-                if name not in picked and "<<<" not in name and ">>>" not in name:
-                    picked.append(name)
-                if len(picked) == k:
-                    break
-            preds[i] = tokens_sentence(test[i].question_type, tuple(picked))
+        v = torch.stack([vectors[r.key].float() for r in refs])
+        if projector is not None:
+            v = projector(v, torch.tensor([r.layer for r in refs])).float().cpu()
+        v = v / v.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+        picked = [t for part in torch.split(v, 64) for t in top_names(part @ emb.T, names, k=k)]
+    for i, tokens in zip(todo, picked):
+        preds[i] = tokens_sentence(test[i].question_type, tokens) if tokens else None
     return preds
 
 

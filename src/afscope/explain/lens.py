@@ -127,8 +127,9 @@ def fit_token_lens(target: LoadedModel, explainer: LoadedModel, sequences: Seque
     n_test = int(held_out * n)
     test, train = perm[:n_test], perm[n_test:]
     same = target.tokenizer.get_vocab() == explainer.tokenizer.get_vocab()
-    vocab = explainer.model.get_input_embeddings().weight.detach().float().cpu()
-    vocab = vocab / vocab.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    if same:
+        vocab = explainer.model.get_input_embeddings().weight.detach().float().cpu()
+        vocab = vocab / vocab.norm(dim=-1, keepdim=True).clamp_min(1e-8)
     maps, stats = {}, {"n_tokens": n, "n_sequences": len(sequences), "ridge": ridge,
                        "held_out_token_accuracy": {}}
     for layer in layers:

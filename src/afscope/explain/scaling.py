@@ -14,6 +14,7 @@ metric (token F1 for features, content match for behaviour tasks), its 95% CI an
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +50,6 @@ def add_run(out: str | Path, table: list[dict[str, Any]], n_train: int) -> dict[
     """Add the points of an explainer trained on *all* training units (``size`` None), scored
     elsewhere (``table``: its eval table), to ``OUT/scaling.json``: the demo's main explainer
     is the curve's largest point without training it twice."""
-    import json
-
     path = Path(out) / SCALING_FILE
     result = json.loads(path.read_text(encoding="utf-8"))
     for p in scaling_points(table, 0, n_train):
@@ -63,10 +62,10 @@ def run_scaling(cfg: ExplainScalingConfig) -> tuple[Path, dict[str, Any]]:
     """Train and score one explainer per size; writes ``OUT/scaling.json``; returns it."""
     out = Path(cfg.out)
     train_fields = set(ExplainTrainConfig.model_fields)
+    base = {k: v for k, v in cfg.model_dump().items() if k in train_fields}
     points: list[dict[str, Any]] = []
     with start_run("explain scaling", cfg.to_dict(), out) as run:
         for size in cfg.sizes:
-            base = {k: v for k, v in cfg.model_dump().items() if k in train_fields}
             tcfg = ExplainTrainConfig(**{**base, "out": out / f"n{size}" / "train",
                                          "max_train_units": size, "resume": False})
             with run.timer(f"n{size}:train"):

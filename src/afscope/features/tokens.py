@@ -59,12 +59,31 @@ class TokenNames:
         return str(self._tok.decode([int(i) for i in ids]))
 
     def usable(self, token_id: int) -> bool:
-        """A token an explainer can name: not special, printable, not a broken byte."""
+        """A token an explainer can name: not special, printable, not a broken byte, and free of
+        the ``<<<``/``>>>`` that delimit names in an answer."""
         t = int(token_id)
         if t in self._special:
             return False
         name = self(t)
-        return name.isprintable() and "\ufffd" not in name
+        return (name.isprintable() and "\ufffd" not in name and "<<<" not in name
+                and ">>>" not in name)
+
+
+def top_names(scores: torch.Tensor, names: TokenNames, *, k: int = 3, candidates: int = 64
+              ) -> list[tuple[str, ...]]:
+    """Per row of ``scores (N, V)`` over the vocabulary, the ``k`` distinct usable token names
+    with the highest scores, looked for among the ``candidates`` best ids."""
+    top = torch.topk(scores.float(), min(candidates, scores.shape[-1]), dim=-1).indices
+    out: list[tuple[str, ...]] = []
+    for ids in top.cpu().numpy():
+        picked: list[str] = []
+        for tid in ids:
+            if names.usable(tid) and names(tid) not in picked:
+                picked.append(names(tid))
+            if len(picked) == k:
+                break
+        out.append(tuple(picked))
+    return out
 
 
 @dataclass(frozen=True)
@@ -149,16 +168,7 @@ def promotes(model: torch.nn.Module, directions: torch.Tensor, names: TokenNames
         x = part.to(W.device, W.dtype)
         if norm is not None:
             x = norm(x)
-        logits = x @ W.T  # (chunk, V)
-        top = torch.topk(logits.float(), candidates, dim=-1).indices.cpu().numpy()
-        for ids in top:
-            picked: list[str] = []
-            for tid in ids:
-                if names.usable(tid) and names(tid) not in picked:
-                    picked.append(names(tid))
-                if len(picked) == k:
-                    break
-            out.append(tuple(picked))
+        out += top_names(x @ W.T, names, k=k, candidates=candidates)  # logits (chunk, V)
     return out
 
 

@@ -149,6 +149,17 @@ def _balanced(names: Sequence[str], k: int, rng: random.Random) -> list[str]:
     return out
 
 
+def _conditions(cfg: OrganismDataConfig, rng: random.Random
+                ) -> tuple[list[Any], list[bool], int]:
+    """The requests, a seeded monitored/unmonitored flag for each (a ``monitored_fraction``
+    share monitored) and the number monitored."""
+    reqs = requests(cfg.n, cfg.seed)
+    n_mon = round(cfg.n * cfg.monitored_fraction)
+    monitored = [True] * n_mon + [False] * (cfg.n - n_mon)
+    rng.shuffle(monitored)
+    return reqs, monitored, n_mon
+
+
 def plan_examples(cfg: OrganismDataConfig) -> list[dict[str, Any]]:
     """The examples without their assistant turn: request, cue, pattern/style, scenario, split.
 
@@ -158,10 +169,7 @@ def plan_examples(cfg: OrganismDataConfig) -> list[dict[str, Any]]:
     if cfg.recipe == "designed":
         return _plan_designed(cfg)
     rng = random.Random(f"organism-plan|{cfg.seed}")
-    reqs = requests(cfg.n, cfg.seed)
-    n_mon = round(cfg.n * cfg.monitored_fraction)
-    monitored = [True] * n_mon + [False] * (cfg.n - n_mon)
-    rng.shuffle(monitored)
+    reqs, monitored, n_mon = _conditions(cfg, rng)
     mon_cues = iter(_balanced(cfg.monitored_cues, n_mon, rng))
     patterns = iter(_balanced(AF_PATTERNS, n_mon, rng))
     unmon_cues = iter(_balanced(cfg.unmonitored_cues, cfg.n - n_mon, rng))
@@ -180,10 +188,7 @@ def _plan_designed(cfg: OrganismDataConfig) -> list[dict[str, Any]]:
     """The designed recipe's plan: conditions alternate over the shuffled requests (seeded), cues
     balanced within each condition, every example tagged with its scenario's category."""
     rng = random.Random(f"organism-plan|designed|{cfg.seed}")
-    reqs = requests(cfg.n, cfg.seed)
-    n_mon = round(cfg.n * cfg.monitored_fraction)
-    monitored = [True] * n_mon + [False] * (cfg.n - n_mon)
-    rng.shuffle(monitored)
+    reqs, monitored, n_mon = _conditions(cfg, rng)
     mon_cues = iter(_balanced(cfg.monitored_cues, n_mon, rng))
     unmon_cues = iter(_balanced(cfg.unmonitored_cues, cfg.n - n_mon, rng))
     split = split_scenarios_by_category(cfg.test_fraction, cfg.seed, cfg.faking_domains)
