@@ -70,6 +70,8 @@ def test_config_rules(files, tmp_path):
     with pytest.raises(ValueError, match="unique"):
         _cfg(files, tmp_path, sources=[{"name": "a", "data": files / "a.jsonl"},
                                        {"name": "a", "data": files / "b.jsonl"}])
+    with pytest.raises(ValueError, match="token_pools"):
+        _cfg(files, tmp_path, transfer={"token_pools": ["mean"]})
 
 
 def test_sources_rows_and_leakage(files, tmp_path):
@@ -105,6 +107,49 @@ def test_threshold_and_token_pooling():
     rows = np.array([0, 0, 0, 2, 2])
     assert pool_tokens(p, rows, 3, "max", 2).tolist() == [0.9, 0.0, 0.4]
     assert np.allclose(pool_tokens(p, rows, 3, "topk", 2), [0.7, 0.0, 0.3])
+
+
+def test_attention_fitter_samples_whole_texts(monkeypatch):
+    from types import SimpleNamespace
+
+    import scipy.sparse as sp
+
+    from afscope.probe.attention import AttentionPoolConfig
+    from afscope.study import transfer
+
+    seen = {}
+
+    class Spy(transfer.AttentionPoolProbe):
+        def fit(self, X, rows, y):
+            seen.update(X=X, rows=rows, y=y)
+            return super().fit(X, rows, y)
+
+    monkeypatch.setattr(transfer, "AttentionPoolProbe", Spy)
+    rng = np.random.default_rng(0)
+    tokens, ys, counts, gid = {}, {}, [], 0
+    for s, n in (("a", 30), ("b", 20)):
+        lens = rng.integers(0, 6, n)  # some texts have no tokens
+        rows = np.repeat(np.arange(n), lens)
+        X = rng.random((rows.size, 6)) * (rng.random((rows.size, 6)) < 0.4)
+        X[:, 0] = gid + 1 + rows  # traces each token to its text
+        tokens[f"{s}.fit"] = tokens[f"{s}.test"] = (sp.csr_matrix(X), rows)
+        ys[f"{s}.fit"] = ys[f"{s}.test"] = np.arange(n) % 2
+        counts += lens.tolist()
+        gid += n
+    fr = SimpleNamespace(y=ys)
+    y_all = np.concatenate([ys["a.fit"], ys["b.fit"]])
+    cfg = AttentionPoolConfig(epochs=3)
+    scorer = transfer.attention_fitter(fr, tokens, cfg, max_tokens=40, seed=0)(("a", "b"))
+    X, rows, y = seen["X"], seen["rows"], seen["y"]
+    assert 30 < rows.size <= 40 and np.all(np.diff(rows) >= 0)
+    src = X[:, 0].toarray().ravel().astype(int) - 1  # original text of each token
+    for j in np.unique(rows):  # every kept text keeps all its tokens and its label
+        g = set(src[rows == j].tolist())
+        assert len(g) == 1 and (rows == j).sum() == counts[g.pop()]
+        assert y[j] == y_all[src[rows == j][0]]
+    assert scorer("a").shape == (30,) and scorer("b").shape == (20,)
+    transfer.attention_fitter(fr, tokens, cfg, max_tokens=10_000, seed=0)(("a", "b"))
+    assert seen["y"].size == 50 and seen["rows"].size == sum(counts)  # under the cap: all
 
 
 def test_verdict_rule():
@@ -165,6 +210,12 @@ def test_transfer_end_to_end(files, tiny_model_dir, tmp_path):
     fam = {m["family"] for m in doc["methods"]}
     assert fam == {"baseline", "activation", "multilayer", "sae", "invariant", "token"}
     assert f"{model}/L2/resid.last/ridge" in ids and "baseline/tfidf_char" in ids
+    token = [i for i in ids if "/sae.tokens/" in i]  # max, top-k mean, learned attention
+    att = f"{model}/L2/sae.tokens/attention"
+    assert len(token) == 3 and att in token
+    att_cells = [c for c in doc["cells"] if c["method"] == att]
+    assert len(att_cells) == len(rows) * 6
+    assert all(c["auroc"] is not None for c in att_cells if c["test"] != "pos")
     assert len(doc["cells"]) == len(ids) * len(rows) * 6  # every method x row x source
     for c in doc["cells"]:
         if c["test"] == "pos":  # single class: detection rate at the row's threshold
@@ -180,6 +231,24 @@ def test_transfer_end_to_end(files, tiny_model_dir, tmp_path):
     html = (out / "report" / "index.html").read_text()
     assert "Recommended" in html and "transfer_" in html
     assert (out / "manifest.json").is_file()
+    # per-source latent selections compared (issue 14 §2): one entry per SAE layer x statistic
+    fs = json.loads((out / "feature_sets.json").read_text())
+    assert fs["kind"] == "afscope_feature_sets" and fs["n"] == 20
+    assert [s["name"] for s in fs["sources"] if s["selects"]] == ["a", "b", "syn", "pairs"]
+    (e,) = fs["entries"]
+    assert (e["model"], e["layer"], e["stat"]) == (model, 2, "max")
+    assert set(e["source_sets"]) == {"a", "b", "syn", "pairs"}
+    assert all(len(v) == 20 for v in e["source_sets"].values())
+    assert set(e["invariant_sets"]) == {"pooled", "worst", "intersection"}
+    assert len(e["jaccard"]["matrix"]) == 7 and e["jaccard"]["matrix"][0][0] == 1.0
+    assert 0 <= e["mean_jaccard"] <= 1 and "on average (Jaccard)" in e["verdict"]
+    lat = e["latents"][0]
+    assert set(lat["auroc"]) == {"a", "b", "syn", "pairs", "ev", "pos"}
+    assert lat["auroc"]["pos"] is None and set(lat["fires_on"]) == {"a", "b", "syn", "pairs"}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["outputs"]["feature_sets"] == str(out / "feature_sets.json")
+    page = (out / "report" / "transfer.html").read_text()
+    assert 'id="feature-sets"' in page and "feature_sets_00.png" in page
 
 
 def test_cells_threshold_from_training_side(files, tmp_path):

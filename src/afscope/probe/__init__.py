@@ -5,6 +5,7 @@
 >>> evaluate_probe(probe, X_test, y_test, categories)["metrics"]["auroc"]          # doctest: +SKIP
 """
 
+from afscope.probe.attention import AttentionPoolConfig, AttentionPoolProbe
 from afscope.probe.base import PROBES, BaseProbe, make_probe, register_probe
 from afscope.probe.checks import check_labels, check_matrix
 from afscope.probe.config import METHODS, NORMALIZATIONS, ProbeConfig
@@ -42,7 +43,8 @@ from afscope.probe.train import evaluate_probe, fit_probe
 Probe = BaseProbe
 
 __all__ = [
-    "CFG_FILE", "METHODS", "NORMALIZATIONS", "PROBES", "WEIGHTS_FILE", "BaseProbe",
+    "CFG_FILE", "METHODS", "NORMALIZATIONS", "PROBES", "WEIGHTS_FILE", "AttentionPoolConfig",
+    "AttentionPoolProbe", "BaseProbe",
     "DiffMeanProbe", "ElasticNetProbe", "L1LogisticProbe", "L2LogisticProbe", "Probe",
     "ProbeConfig", "RidgeProbe", "apply_normalizer", "calibration_bins", "check_labels",
     "check_matrix", "cross_validate", "evaluate_probe", "evaluate_scores",

@@ -300,9 +300,11 @@ def scaling_plot(series: Sequence[ScalingSeries], metric: str, title: str) -> by
 
 
 def matrix_heatmap(values: np.ndarray, rows: Sequence[str], cols: Sequence[str],
-                   notes: Sequence[Sequence[str]], title: str) -> bytes:
-    """A train-source x test-source matrix: ``values (r, c)`` in [0, 1] coloured (NaN grey),
-    each cell annotated with ``notes[i][j]`` (e.g. ``.91`` or ``det .40``)."""
+                   notes: Sequence[Sequence[str]], title: str, *, xlabel: str = "test source",
+                   ylabel: str = "trained on") -> bytes:
+    """A train-source x test-source matrix (or any matrix in [0, 1], axes named by ``xlabel``
+    and ``ylabel``): ``values (r, c)`` coloured (NaN grey), each cell annotated with
+    ``notes[i][j]`` (e.g. ``.91`` or ``det .40``)."""
     v = np.asarray(values, np.float64)
     r, c = v.shape
     with _figure(1.6 + 1.1 * c, 1.0 + 0.45 * r) as fig:
@@ -314,8 +316,8 @@ def matrix_heatmap(values: np.ndarray, rows: Sequence[str], cols: Sequence[str],
                 ax.text(j, i, notes[i][j], ha="center", va="center", fontsize=8)
         ax.set_xticks(range(c), [_short(x, 18) for x in cols], rotation=30, ha="right")
         ax.set_yticks(range(r), [_short(x, 28) for x in rows])
-        ax.set_xlabel("test source")
-        ax.set_ylabel("trained on")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
         ax.set_title(_short(title, 90), fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02)
         fig.tight_layout()

@@ -18,7 +18,8 @@
 
 A CI is ``{value, lo, hi}`` (bootstrap 95%). The page leads with the recommended method against the
 best text baseline on every held-out column, then heatmaps of the matrix, the out-of-source table of
-every method, and hard-negative flag rates.
+every method, and hard-negative flag rates. When the run also has ``feature_sets.json`` (layout in
+:mod:`afscope.study.feature_sets`), a section compares the SAE latents each source selects.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ TRANSFER_PAGE = "transfer.html"
 KIND = "afscope_transfer"
 FORMAT_VERSION = 1
 MAX_HEATMAPS = 8
+FEATURE_SETS_FILE = "feature_sets.json"
+FEATURE_SETS_KIND = "afscope_feature_sets"
+FEATURE_SETS_VERSION = 1
 
 
 def read_transfer(run_dir: Path) -> dict[str, Any] | None:
@@ -49,6 +53,25 @@ def read_transfer(run_dir: Path) -> dict[str, Any] | None:
     for key in ("sources", "rows", "methods", "cells", "selection"):
         if key not in doc:
             raise ArtifactError(f"{path}: field {key!r} is missing")
+    return doc
+
+
+def read_feature_sets(run_dir: Path) -> dict[str, Any] | None:
+    """``RUN_DIR/feature_sets.json`` checked for the fields the page reads (None when absent:
+    runs from before it existed)."""
+    path = Path(run_dir) / FEATURE_SETS_FILE
+    if not path.exists():
+        return None
+    doc = read_json_object(path, "a feature-set comparison", kind=FEATURE_SETS_KIND,
+                           max_version=FEATURE_SETS_VERSION)
+    for key in ("sources", "entries", "threshold"):
+        if key not in doc:
+            raise ArtifactError(f"{path}: field {key!r} is missing")
+    for i, e in enumerate(doc["entries"]):
+        for key in ("model", "layer", "stat", "source_sets", "invariant_sets", "jaccard",
+                    "selective_elsewhere", "latents", "verdict"):
+            if key not in e:
+                raise ArtifactError(f"{path}: entries[{i}]: field {key!r} is missing")
     return doc
 
 
@@ -159,9 +182,77 @@ def _hard_negatives(doc: dict[str, Any]) -> dict[str, Any] | None:
     return {"row": row, "cols": [f"{t}: {cat}" for t, cat in cols], "rows": body}
 
 
-def transfer_context(doc: dict[str, Any], tmp: Path, *, index_file: str | None
-                     ) -> dict[str, Any]:
-    """Everything transfer.html.j2 reads; draws the heatmaps into ``tmp``."""
+def _feature_set_entry(doc: dict[str, Any], e: dict[str, Any], tmp: Path, name: str
+                       ) -> dict[str, Any]:
+    """One model/layer/stat of ``feature_sets.json``: the Jaccard heatmap (drawn into ``tmp``)
+    and table, each source's overlap with the others, and every set's latents."""
+    thr = float(doc["threshold"])
+    title = f"{e['model']} L{e['layer']} sae.{e['stat']}"
+    labels = e["jaccard"]["sets"]
+    vals = np.array([[math.nan if v is None else v for v in r] for r in e["jaccard"]["matrix"]],
+                    np.float64).reshape(len(labels), len(labels))
+    notes = [["—" if math.isnan(v) else f"{v:.2f}" for v in r] for r in vals]
+    png = plots.matrix_heatmap(vals, labels, labels, notes, f"Jaccard overlap: {title}",
+                               xlabel="selection", ylabel="selection")
+    atomic_write_bytes(tmp / name, png)
+    by_id = {r["latent"]: r for r in e["latents"]}
+    cols = [s["name"] for s in doc["sources"] if s.get("selects")]
+    cols += [s["name"] for s in doc["sources"] if not s.get("selects")
+             and any(r["auroc"].get(s["name"]) is not None for r in e["latents"])]
+
+    def row(f: int, own: list[str]) -> dict[str, Any]:
+        r = by_id[f]
+        cells = []
+        for c in cols:
+            v = r["auroc"].get(c)
+            if v is None:
+                cells.append({"text": "—", "css": "na"})
+                continue
+            hit = abs(v - 0.5) >= thr
+            css = "" if not hit else ("sel" if (v > 0.5) == (r["sign"] > 0) else "anti")
+            cells.append({"text": f"{v:.2f}", "css": css})
+        fires = r.get("fires_on") or {}
+        order = own + [s for s in fires if s not in own]
+        tokens = [(s, fires[s]["text"].removeprefix("Fires on: "), s in own)
+                  for s in order if fires.get(s)]
+        desc = [(s, d) for s, d in (r.get("description") or {}).items() if d]
+        return {"latent": f, "sign": "+" if r["sign"] > 0 else ("−" if r["sign"] < 0 else "0"),
+                "cells": cells, "tokens": tokens, "descriptions": desc,
+                "sources": r["sources"], "invariant": r["invariant"],
+                "everywhere": f in set(e["selective_everywhere"])}
+
+    train = [s["name"] for s in doc["sources"] if s.get("train")]
+    sets = [{"name": s, "kind": "source", "rows": [row(f, [s]) for f in lat]}
+            for s, lat in e["source_sets"].items()]
+    sets += [{"name": k, "kind": "all train sources", "rows": [row(f, train) for f in lat]}
+             for k, lat in e["invariant_sets"].items()]
+    rank = {r["latent"]: i for i, r in enumerate(e["latents"])}  # widest and worst-source first
+    for st in sets:  # a source's own set by its effect there, the others as in the file
+        if st["kind"] == "source":
+            st["rows"].sort(key=lambda r, s=st["name"]: (
+                -abs(by_id[r["latent"]]["auroc"][s] - 0.5), r["latent"]))
+        else:
+            st["rows"].sort(key=lambda r: rank[r["latent"]])
+    return {"title": title, "verdict": e["verdict"], "heatmap": name, "labels": labels,
+            "jaccard": notes, "cols": cols, "sets": sets,
+            "elsewhere": [{"source": s, **v} for s, v in e["selective_elsewhere"].items()],
+            "everywhere": e["selective_everywhere"], "n_latents": len(e["latents"])}
+
+
+def feature_sets_context(doc: dict[str, Any] | None, tmp: Path) -> dict[str, Any] | None:
+    """The feature-set section of transfer.html.j2 (None without ``feature_sets.json``)."""
+    if doc is None or not doc["entries"]:
+        return None
+    return {"n": doc.get("n"), "threshold": doc["threshold"],
+            "has_llm": any(r.get("description") for e in doc["entries"] for r in e["latents"]),
+            "entries": [_feature_set_entry(doc, e, tmp, f"feature_sets_{i:02d}.png")
+                        for i, e in enumerate(doc["entries"])]}
+
+
+def transfer_context(doc: dict[str, Any], tmp: Path, *, index_file: str | None,
+                     feature_sets: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything transfer.html.j2 reads; draws the heatmaps into ``tmp``. ``feature_sets``:
+    the run's ``feature_sets.json`` (:func:`read_feature_sets`), when it has one."""
     sel = doc["selection"]
     comparisons = []
     for comp in sel["comparisons"]:
@@ -188,4 +279,5 @@ def transfer_context(doc: dict[str, Any], tmp: Path, *, index_file: str | None
         "hard": _hard_negatives(doc),
         "matrices": [_matrix_table(doc, m["id"]) for m in doc["methods"]],
         "verdicts": doc.get("verdicts", []),
+        "feature_sets": feature_sets_context(feature_sets, tmp),
     }

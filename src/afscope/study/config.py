@@ -20,6 +20,8 @@ from pydantic import Field, model_validator
 
 from afscope.config import BaseConfig
 from afscope.features.config import AutointerpConfig
+from afscope.llm.config import LLMConfig
+from afscope.probe.attention import AttentionPoolConfig
 from afscope.probe.config import ProbeConfig
 
 
@@ -83,11 +85,33 @@ class TransferSpec(BaseConfig):
     invariant_features: int | None = Field(50, gt=0, description=(
         "SAE latents kept by the invariant selections (worst-source ranking; intersection of "
         "each source's top list) beside the pooled top-n selection; null = skip."))
+    feature_sets: int | None = Field(20, gt=0, description=(
+        "Compare the SAE latents each two-class train/control source selects alone (its top-n "
+        "by |AUROC - 0.5|) with each other and with the pooled, worst-source and intersection "
+        "selections (same n), with each latent's AUROC and fires-on tokens per source: "
+        "feature_sets.json; null = skip."))
+    feature_sets_llm: bool | LLMConfig = Field(False, description=(
+        "Also describe the compared latents with an LLM on each selecting source's texts "
+        "(differential descriptions): true = the local transformers default, or LLM settings "
+        "such as {backend: openai, model: ...}. Slow on CPU; a small local model's "
+        "descriptions are weak."))
     token_probes: bool = Field(True, description=(
-        "Probes on the per-token SAE cache, scoring a text by the max and the top-k mean of "
-        "its token scores (needs sae.token_topk > 0)."))
+        "Probes on the per-token SAE cache, pooled into a text score by token_pools (needs "
+        "sae.token_topk > 0)."))
+    token_pools: list[Literal["max", "topk", "attention"]] = Field(
+        ["max", "topk", "attention"], min_length=1, description=(
+            "Token poolings: max and topk (the top-k mean) of a token probe trained with "
+            "every token labelled as its text; attention: learned attention pooling trained "
+            "on the texts' labels only (multiple-instance learning, no token is labelled)."))
     token_topk: int = Field(5, gt=0, description="k of the top-k-mean token pooling.")
-    max_tokens: int = Field(20_000, gt=0, description="Tokens sampled to fit a token probe.")
+    max_tokens: int = Field(20_000, gt=0, description=(
+        "Tokens sampled to fit a max/top-k token probe (from every text)."))
+    attention_max_tokens: int = Field(200_000, gt=0, description=(
+        "Tokens of whole texts sampled to fit the attention pooling: it learns from texts, so "
+        "a cap that drops most texts starves it (measured: 157 of 468 texts at 20k tokens)."))
+    attention: AttentionPoolConfig = Field(AttentionPoolConfig(), description=(
+        "Settings of the attention pooling (epochs, lr, weight_decay, ...; its seed is the "
+        "study's)."))
 
 
 class BaselineSpec(BaseConfig):

@@ -22,7 +22,8 @@ for stronger baselines and last-token ridge probes. This module turns that into 
 Methods (:func:`build_methods`): text baselines (refitted per row), residual probes per layer x
 pool x probe config (``pools: [last]`` + a ridge probe is seed 002's last-token ridge), concatenated
 layers and a per-layer ensemble, SAE probes with pooled, worst-source and intersection feature
-selection, and token-level probes on the per-token SAE cache pooled by max and top-k mean.
+selection, and token-level probes on the per-token SAE cache: pooled by max and top-k mean (every
+token labelled as its text) and by learned attention (multiple-instance learning on text labels).
 
 Writes ``transfer.json`` (layout in :mod:`afscope.report.transfer`) and the report page.
 """
@@ -32,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -47,6 +49,7 @@ from afscope.data.dataset import concat
 from afscope.errors import ConfigError, DataError
 from afscope.fileio import atomic_write_json
 from afscope.probe import ProbeConfig, evaluate_scores, fit_probe
+from afscope.probe.attention import AttentionPoolConfig, AttentionPoolProbe
 from afscope.probe.select import feature_auroc
 from afscope.probe.text import fit_baseline
 from afscope.runs import Run, start_run
@@ -296,31 +299,47 @@ def baseline_fitter(fr: _Frame, name: str, params: dict[str, Any], seed: int,
     return fit
 
 
-def invariant_columns(X: dict[str, Any], fr: _Frame, n: int, how: str
-                      ) -> Callable[[tuple[str, ...]], np.ndarray]:
-    """Feature selection from the training sources only, per row.
+def source_effects(X: dict[str, Any], y: dict[str, np.ndarray], sources: Sequence[str]
+                   ) -> np.ndarray:
+    """``auroc - 0.5`` of every feature on the fit part of each source, ``(n_sources, d)``: the
+    signed per-source effect every selection here ranks by (below 0: fires less on AF)."""
+    return np.stack([feature_auroc(X[f"{s}.fit"], y[f"{s}.fit"]) - 0.5 for s in sources])
+
+
+def top_by_effect(eff: np.ndarray, m: int) -> np.ndarray:
+    """The ``m`` features of one source's effects ``eff (d,)`` with the largest ``|eff|``, best
+    first, ties to the lower index."""
+    return np.argsort(-np.abs(eff), kind="stable")[:m]
+
+
+def invariant_select(eff: np.ndarray, n: int, how: str, *, fallback: bool = True) -> np.ndarray:
+    """Sorted columns kept from the effects ``eff (n_sources, d)`` (:func:`source_effects`).
 
     ``worst``: rank features by their worst source, ``min_s sign * (auroc_s - 0.5)`` with the sign
     of the mean effect, and keep the top ``n``. ``intersection``: the features in the top ``2n``
     by ``|auroc_s - 0.5|`` of every source with the same sign in all of them (at most ``n``, by
-    worst-source score). With one source both reduce to the usual top-``n`` ranking.
+    worst-source score); when none is, the best worst-source feature (unless ``fallback`` is
+    False: then none). With one source both reduce to the usual top-``n`` ranking.
     """
+    sign = np.sign(eff.mean(axis=0))
+    worst = (eff * sign).min(axis=0)
+    order = np.lexsort((np.arange(worst.size), -worst))
+    if how == "intersection" and len(eff) > 1:
+        m = min(2 * n, eff.shape[1])
+        keep = set.intersection(*(set(top_by_effect(e, m).tolist()) for e in eff))
+        same = (np.sign(eff) == sign).all(axis=0) & (sign != 0)  # a dead latent has no sign
+        both = np.array([j for j in order if j in keep and same[j]], np.int64)
+        order = order[:1] if both.size == 0 and fallback else both
+    return np.sort(order[:n]).astype(np.int64)
+
+
+def invariant_columns(X: dict[str, Any], fr: _Frame, n: int, how: str
+                      ) -> Callable[[tuple[str, ...]], np.ndarray]:
+    """Feature selection from the training sources only, per row: :func:`invariant_select` of
+    the row's :func:`source_effects`."""
 
     def cols(sources: tuple[str, ...]) -> np.ndarray:
-        eff = np.stack([feature_auroc(X[f"{s}.fit"], fr.y[f"{s}.fit"]) - 0.5
-                        for s in sources])  # (n_sources, d)
-        sign = np.sign(eff.mean(axis=0))
-        worst = (eff * sign).min(axis=0)
-        order = np.lexsort((np.arange(worst.size), -worst))
-        if how == "intersection" and len(sources) > 1:
-            m = min(2 * n, eff.shape[1])
-            tops = [set(np.argsort(-np.abs(e), kind="stable")[:m].tolist()) for e in eff]
-            same = (np.sign(eff) == sign).all(axis=0)
-            keep = set.intersection(*tops)
-            order = np.array([j for j in order if j in keep and same[j]], np.int64)
-            if order.size == 0:
-                order = np.lexsort((np.arange(worst.size), -worst))[:1]
-        return np.sort(order[:n]).astype(np.int64)
+        return invariant_select(source_effects(X, fr.y, sources), n, how)
 
     return cols
 
@@ -357,6 +376,38 @@ def pool_tokens(p: np.ndarray, rows: np.ndarray, n: int, how: str, k: int) -> np
         seg = p[a:b]
         out[rows[a]] = seg.max() if how == "max" else np.sort(seg)[-k:].mean()
     return out
+
+
+def attention_fitter(fr: _Frame, tokens: dict[str, tuple[sp.csr_matrix, np.ndarray]],
+                     acfg: AttentionPoolConfig, max_tokens: int, seed: int) -> Fitter:
+    """Learned attention pooling (:class:`~afscope.probe.attention.AttentionPoolProbe`) on the
+    texts' labels only (no token is labelled); beyond ``max_tokens`` tokens, whole texts are
+    sampled (seeded) until the next one would pass the cap."""
+
+    def fit(sources: tuple[str, ...]) -> Scorer:
+        Xs, rows, ys, off = [], [], [], 0
+        for s in sources:
+            T, r = tokens[f"{s}.fit"]
+            Xs.append(T)
+            rows.append(r + off)
+            ys.append(fr.y[f"{s}.fit"])
+            off += ys[-1].size
+        X, r, y = _stack(Xs), np.concatenate(rows), np.concatenate(ys)
+        if r.size > max_tokens:
+            counts = np.bincount(r, minlength=y.size)
+            order = np.random.default_rng(seed).permutation(y.size)
+            keep = np.sort(order[np.cumsum(counts[order]) <= max_tokens])
+            new = np.full(y.size, -1, np.int64)
+            new[keep] = np.arange(keep.size)
+            tok = new[r] >= 0
+            X, r, y = X[tok], new[r[tok]], y[keep]  # rows stay ascending: keep is sorted
+        t0 = time.perf_counter()
+        probe = AttentionPoolProbe(**acfg.model_dump()).fit(X, r, y)
+        log.info("attention pooling on %s: %d texts, %d tokens, fitted in %.1f s",
+                 "+".join(sources), y.size, r.size, time.perf_counter() - t0)
+        return lambda test: probe.proba1(*tokens[f"{test}.test"], fr.y[f"{test}.test"].size)
+
+    return fit
 
 
 def _token_matrix(cache: Any, layer: int) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -604,6 +655,12 @@ def _model_methods(cfg: StudyConfig, data: TransferData, fr: _Frame, spec: Model
         encoders = train_saes(cfg, out, run, results["sae"], spec, lm,
                               sae_layers(spec, layers, lm.info.n_layers), pooled)
     caches = _caches(cfg, data, spec, lm, layers, encoders, out, run)
+    if spec.sae is not None and cfg.transfer.feature_sets:
+        from afscope.study.feature_sets import model_feature_sets
+
+        with run.timer(f"feature_sets_{spec.name}"):
+            results.setdefault("feature_sets", []).extend(
+                model_feature_sets(cfg, data, spec, caches, lm.tokenizer, out))
     del lm
     gc.collect()
     methods: list[Method] = []
@@ -659,7 +716,7 @@ def _model_methods(cfg: StudyConfig, data: TransferData, fr: _Frame, spec: Model
             tokens = {k: _token_matrix(c, layer) for k, c in caches.items()}
             pcfg = ProbeConfig(method="logistic_l2", C=0.1, normalize="log1p", seed=cfg.seed)
             tfit = _memo(token_fitter(fr, tokens, pcfg, cfg.transfer.max_tokens, cfg.seed))
-            for how in ("max", "topk"):
+            for how in [p for p in ("max", "topk") if p in cfg.transfer.token_pools]:
                 def fit(sources: tuple[str, ...], how: str = how) -> Scorer:
                     token_scores = tfit(sources)
                     k = cfg.transfer.token_topk
@@ -670,6 +727,14 @@ def _model_methods(cfg: StudyConfig, data: TransferData, fr: _Frame, spec: Model
                 methods.append(Method(f"{name}/L{layer}/sae.tokens/{probe_label(pcfg)} {label}",
                                       "token", f"per-token SAE latents, {label} pooled",
                                       _memo(fit), name, layer))
+            if "attention" in cfg.transfer.token_pools:
+                acfg = cfg.transfer.attention.model_copy(update={"seed": cfg.seed})
+                methods.append(Method(
+                    f"{name}/L{layer}/sae.tokens/attention", "token",
+                    "per-token SAE latents, learned attention pooling (text labels only)",
+                    _memo(attention_fitter(fr, tokens, acfg, cfg.transfer.attention_max_tokens,
+                                         cfg.seed)),
+                    name, layer))
     return methods
 
 
@@ -725,6 +790,11 @@ def run_transfer(cfg: StudyConfig) -> Path:
         atomic_write_json(out / TRANSFER_FILE, doc)
         run.add_output("transfer", str(out / TRANSFER_FILE))
         run.add_output("recommended", sel["recommended"])
+        if results.get("feature_sets"):
+            from afscope.study.feature_sets import write_feature_sets
+
+            path = write_feature_sets(out, cfg, data, results["feature_sets"])
+            run.add_output("feature_sets", str(path))
         if cfg.report:
             from afscope.report import write_report
 
