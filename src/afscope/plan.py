@@ -359,18 +359,6 @@ def detect_kind(data: dict[str, Any]) -> str:
                       "with `afscope extract --config FILE` or `afscope study --config FILE`)")
 
 
-def _tokenizer(name: str) -> Any:
-    from transformers import AutoTokenizer
-
-    from afscope.models.embedded import EMBEDDED, prepare
-
-    folder = str(prepare(name)) if name in EMBEDDED else name
-    try:
-        return AutoTokenizer.from_pretrained(folder)
-    except (OSError, ValueError) as e:
-        raise ArtifactError(f"could not load the tokenizer of {name!r}: {e}") from None
-
-
 def _fits_here(plan: Plan, device: str) -> bool:
     import torch
 
@@ -409,6 +397,7 @@ def plan_config(path: str | Path, *, kind: str | None = None, measure: bool = Tr
     from afscope.config import build_config, load_yaml
     from afscope.data.load import load_dataset
     from afscope.models.device import device_and_dtype
+    from afscope.models.loading import load_tokenizer
 
     data = load_yaml(path)
     kind = kind or detect_kind(data)
@@ -422,7 +411,7 @@ def plan_config(path: str | Path, *, kind: str | None = None, measure: bool = Tr
         ds = load_dataset(cfg.data, label_map=cfg.label_map)
         shape = model_shape(cfg.model)
         saes = [_sae_plan(p) for p in cfg.sae]
-        plan = plan_extract_job(shape, _tokenizer(cfg.model), ds.records, layers=cfg.layers,
+        plan = plan_extract_job(shape, load_tokenizer(cfg.model), ds.records, layers=cfg.layers,
                                 pools=list(cfg.pool), mask=cfg.mask, skip_first=cfg.skip_first,
                                 max_length=cfg.max_length, batch_tokens=cfg.batch_tokens,
                                 chunk_size=cfg.chunk_size, dtype=dtype, saes=saes,
@@ -441,7 +430,7 @@ def plan_config(path: str | Path, *, kind: str | None = None, measure: bool = Tr
     datasets = _study_datasets(cfg, path)
     for spec in cfg.models:
         shape = model_shape(spec.name)
-        tok = _tokenizer(spec.name)
+        tok = load_tokenizer(spec.name)
         saes = []
         if spec.sae:
             from afscope.models.hooks import resolve_layers

@@ -69,7 +69,7 @@ def test_build_token_features_from_a_real_cache(token_cache, tmp_path):
     assert (out / CONTEXTS_FILE).is_file() and set(ctx) <= {e.unit for e in test}
     for c in ctx.values():
         assert any(x["act"] > 0 for x in c)
-        assert all(set(x) == {"text", "token", "act"} for x in c)
+        assert all(set(x) == {"text", "token", "act", "row"} for x in c)
     t = stats["targets"]
     assert t["kind"] == "tokens" and t["layer"] == 1 and t["n_features"] >= len(train) // 2
     assert t["sae_match"] == "weights_sha256"

@@ -16,7 +16,7 @@ from afscope.llm import base as llm_base
 from afscope.llm import register_backend
 
 RESULT_KEYS = {"model", "layer", "feature", "selectivity", "auroc", "description", "relevance",
-               "category", "detection_bal_acc", "theme", "examples"}
+               "category", "detection_bal_acc", "faithfulness", "describer", "theme", "examples"}
 
 
 def test_run_autointerp_end_to_end_and_resume(toy, tmp_path):
@@ -123,6 +123,13 @@ def test_cli_steps_on_a_real_cache(sae_cache, scripted_backend_name, tmp_path):
     assert all(d["status"] == "ok" and len(d["top"]) == 2 for d in desc)
     feats = json.loads((out / "features.json").read_text())["features"]
     assert len(feats) == 4 and all(f["theme"] for f in feats)
+    # free-text descriptions are scored by embedding AUROC on token contexts of the cache
+    faith = json.loads((out / "faithfulness.json").read_text())
+    assert faith["summary"]["n_described"] == 4
+    assert {v["scorer"] for v in faith["features"].values()} <= {"embedding"}
+    assert {f["feature"]: f["faithfulness"] for f in feats if str(f["feature"]) in
+            faith["features"]} == {int(k): v["auroc"] for k, v in faith["features"].items()}
+    assert all(f["describer"] for f in feats)
     for step in ("select", "describe", "classify", "score", "cluster"):
         m = json.loads((out / f"manifest.{step}.json").read_text())
         assert m["status"] == "complete" and m["command"] == f"features {step}"
@@ -137,6 +144,7 @@ def test_cli_steps_on_a_real_cache(sae_cache, scripted_backend_name, tmp_path):
     assert res.exit_code == 0, res.output
     rows = json.loads((one / "features.json").read_text())["features"]
     assert len(rows) == 3 and all(r["layer"] == 1 for r in rows)
+    assert (one / "faithfulness.json").is_file()
     # token windows come from the per-token top-k store (a latent outside a token's top-4 is absent)
     assert any(e["tokens"] for r in rows for e in r["examples"])
 

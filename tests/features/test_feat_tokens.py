@@ -116,3 +116,32 @@ def test_embedding_auroc_ranks_by_similarity():
            {"text": "the dog", "token": "dog", "act": 0.0}]
     assert embedding_auroc("cats", ctx, embed) == 1.0
     assert embedding_auroc("dogs", ctx, embed) == 0.0
+
+
+def test_description_faithfulness_scores_tokens_or_text_and_skips_shown_rows():
+    from afscope.features.faithfulness import description_faithfulness
+
+    ctx = {3: [{"text": "a cat", "token": "cat", "act": 2.0, "row": 0},
+               {"text": "my cat", "token": "cat", "act": 1.0, "row": 5},
+               {"text": "the dog", "token": "dog", "act": 0.0, "row": 6},
+               {"text": "a cow", "token": "cow", "act": 0.0, "row": 7}],
+           4: [{"text": "the dog", "token": "dog", "act": 3.0, "row": 1},
+               {"text": "a cat", "token": "cat", "act": 0.0, "row": 2}]}
+
+    def embed(texts):
+        v = np.array([[1.0, 0.0] if "cat" in t else [0.0, 1.0] for t in texts])
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    rows = [{"feature": 3, "status": "ok", "description": "Fires on: cat", "tokens": ["cat"],
+             "top": [{"row": 0}], "zero": [{"row": 7}]},
+            {"feature": 4, "status": "ok", "description": "dogs", "top": [], "zero": []},
+            {"feature": 5, "status": "parse_error", "description": None}]
+    out = description_faithfulness(rows, ctx, embed)
+    assert set(out) == {3, 4}
+    # rows 0 and 7 were shown to the describer: scored on rows 5 (active) and 6 only
+    assert out[3] == {"scorer": "tokens", "auroc": 1.0, "n_pos": 1, "n_neg": 1}
+    assert out[4] == {"scorer": "embedding", "auroc": 1.0, "n_pos": 1, "n_neg": 1}
+    # free text without an embedder is not scored; a token row never needs one
+    assert set(description_faithfulness(rows, ctx, None)) == {3}
+    wrong = [{**rows[0], "tokens": ["dog"]}]
+    assert description_faithfulness(wrong, ctx)[3]["auroc"] == 0.0  # names the inactive token

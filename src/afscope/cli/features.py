@@ -82,13 +82,45 @@ def describe(cfg: DescribeConfig) -> None:
     from afscope.runs import start_run
 
     with start_run("features describe", cfg.to_dict(), cfg.out, manifest_name=_manifest("describe")) as run:
-        inp = _inputs(cfg, run)
+        inp = _inputs(cfg, run, with_texts=cfg.explainer is None)
         feats = cfg.features if cfg.features is not None else candidate_ids(cfg.out)
-        stats = step_describe(inp.X, inp.y, inp.texts, inp.ids, inp.categories, _backend(cfg, run),
-                              cfg.out, cfg, features=feats, seed=cfg.seed, batch_size=cfg.batch_size,
-                              peaks=_peaks(inp, feats)).to_dict()
+        if cfg.explainer is not None:
+            from afscope.explain.describe import describe_with_explainer
+
+            run.add_model("explainer", {"run": str(cfg.explainer), "sae": str(cfg.sae),
+                                        "question": cfg.question})
+            with run.timer("describe (explainer)"):
+                stats = describe_with_explainer(
+                    cfg.explainer, cfg.sae, inp, feats, cfg, cfg.out, question=cfg.question,
+                    seed=cfg.seed, batch_size=cfg.batch_size, dtype=cfg.dtype,
+                    device=cfg.device).to_dict()
+        else:
+            stats = step_describe(inp.X, inp.y, inp.texts, inp.ids, inp.categories,
+                                  _backend(cfg, run), cfg.out, cfg, features=feats, seed=cfg.seed,
+                                  batch_size=cfg.batch_size, peaks=_peaks(inp, feats)).to_dict()
         run.add_output("describe", stats)
+        faith = _faithfulness(cfg, inp, run)
     _report("describe", stats)
+    if faith:
+        _report("faithfulness", faith)
+
+
+def _faithfulness(cfg: Any, inp: Any, run: Any) -> dict[str, Any]:
+    """Score the descriptions' faithfulness when the cache has per-token top-k (else say why not)."""
+    from afscope.features.pipeline import step_faithfulness
+    from afscope.features.tokens import TokenNames
+    from afscope.models.loading import load_tokenizer
+
+    if inp.token_topk is None or inp.model is None:
+        console.print("faithfulness: skipped (the cache has no per-token top-k; extract with "
+                      "--token-topk K)")
+        return {}
+    with run.timer("faithfulness"):
+        summary = step_faithfulness(cfg.out, inp.token_topk, TokenNames(load_tokenizer(inp.model)),
+                                    seed=cfg.seed)
+    run.add_output("faithfulness", summary)
+    return {k: (f"{v['mean']:.3f} [{v['lo']:.3f}, {v['hi']:.3f}] n={v['n']}"
+                if isinstance(v, dict) else v) for k, v in summary.items()}
 
 
 @command.command("classify")
@@ -161,9 +193,15 @@ def run_all(cfg: RunConfig) -> None:
     with start_run("features run", cfg.to_dict(), cfg.out, manifest_name=_manifest("run")) as run:
         inp = _inputs(cfg, run)
         stats: dict[str, Any] = {}
+        names = None
+        if inp.token_topk is not None and inp.model is not None:
+            from afscope.features.tokens import TokenNames
+            from afscope.models.loading import load_tokenizer
+
+            names = TokenNames(load_tokenizer(inp.model))
         rows = run_autointerp(inp.X, inp.y, inp.texts, inp.ids, inp.categories, _backend(cfg, run),
                               cfg.out, cfg, inp.token_topk, model=inp.model, layer=cfg.layer,
-                              stats=stats)
+                              stats=stats, names=names)
         run.add_output("steps", stats)
     for step, s in stats.items():
         _report(step, s)

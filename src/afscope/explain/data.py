@@ -467,6 +467,12 @@ def sae_layer(cfg: Any, folder: Path) -> int:
                         "feature vectors live in")
 
 
+def feature_messages() -> list[Message]:
+    """The prompt of a free-text feature description (one vector marker)."""
+    return [Message(role="system", content=FEATURE_SYSTEM),
+            Message(role="user", content=f"Feature vector: {VECTOR_MARKER}\nDescribe this feature.")]
+
+
 def feature_example(f: int, descriptions: Sequence[str], layer: int,
                     meta: dict[str, Any] | None = None) -> Example:
     """The example of feature ``f`` (SAE at ``layer``): its vector token, answer = its first
@@ -474,9 +480,7 @@ def feature_example(f: int, descriptions: Sequence[str], layer: int,
     return Example(
         id=f"feature:{f}", task="features", question_type="feature_description",
         unit=f"feature:{f}",
-        messages=[Message(role="system", content=FEATURE_SYSTEM),
-                  Message(role="user", content=f"Feature vector: {VECTOR_MARKER}\n"
-                          "Describe this feature.")],
+        messages=feature_messages(),
         answer=descriptions[0], reference={"descriptions": list(descriptions)},
         vectors=[VectorRef(key=f"feature:{f}", layer=layer)],
         meta={"feature": f, "layer": layer, **(meta or {})})

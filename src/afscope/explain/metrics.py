@@ -21,7 +21,7 @@ import numpy as np
 
 from afscope.errors import DataError
 from afscope.explain.answers import TOKEN_PREFIXES, parse_change, parse_label, parse_tokens
-from afscope.steer.summary import mean_ci
+from afscope.stats import mean_ci
 
 #: question types answered by a before/after change sentence (the has-changed F1 reads these).
 GENERATIVE_TYPES: tuple[str, ...] = ("generative_explanation", "steering_prediction")

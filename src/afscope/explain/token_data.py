@@ -38,15 +38,19 @@ QUESTIONS = {"fires_on": ("Fires on:", "Which tokens does it fire on?"),
              "promotes": ("Promotes:", "Which tokens does it promote?")}
 
 
+def token_messages(qt: str, layer: int) -> list[Message]:
+    """The prompt of a ``qt`` question about a feature at ``layer`` (one vector marker)."""
+    prefix, question = QUESTIONS[qt]
+    return [Message(role="system", content=TOKEN_SYSTEM.format(prefix=prefix)),
+            Message(role="user", content=f"Layer {layer} feature {VECTOR_MARKER}. {question}")]
+
+
 def token_example(f: int, qt: str, tokens: tuple[str, ...], layer: int, meta: dict[str, Any]
                   ) -> Example:
     """The ``qt`` example of feature ``f`` (SAE at ``layer``); ``reference.tokens`` the truth."""
-    prefix, question = QUESTIONS[qt]
     return Example(
         id=f"feature:{f}:{qt}", task="features", question_type=qt, unit=f"feature:{f}",
-        messages=[Message(role="system", content=TOKEN_SYSTEM.format(prefix=prefix)),
-                  Message(role="user", content=f"Layer {layer} feature {VECTOR_MARKER}. "
-                          f"{question}")],
+        messages=token_messages(qt, layer),
         answer=tokens_sentence(qt, tokens), reference={"tokens": list(tokens)},
         vectors=[VectorRef(key=f"feature:{f}", layer=layer)],
         meta={"feature": f, "layer": layer, **meta})

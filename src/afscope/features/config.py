@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from afscope.config import BaseConfig
 from afscope.llm.config import LLMConfig, llm_from_flag
@@ -105,6 +105,21 @@ class DescribeConfig(DescribeParams, LLMFields, OutFields, InputFields):
 
     features: list[int] | None = Field(None, description="Feature ids to describe (default: "
                                        "candidates.json of --out).")
+    explainer: Path | None = Field(None, description="Describe with a trained explainer (an "
+                                   "`afscope explain train` run) instead of the LLM: it reads "
+                                   "each latent's decoder direction, offline. Needs --sae.")
+    sae: Path | None = Field(None, description="The SAE the cache was encoded with (its decoder "
+                             "rows are what --explainer reads).")
+    question: Literal["fires_on", "promotes", "feature_description"] = Field(
+        "fires_on", description="What --explainer is asked (a question type it was trained on).")
+    dtype: str = Field("float32", description="Explainer dtype (--explainer).")
+    device: str = Field("cpu", description="Explainer device (--explainer).")
+
+    @model_validator(mode="after")
+    def _explainer_needs_sae(self) -> DescribeConfig:
+        if self.explainer is not None and self.sae is None:
+            raise ValueError("--explainer needs --sae (the SAE whose decoder rows it reads)")
+        return self
 
 
 class ClassifyConfig(ClassifyParams, LLMFields, OutFields):

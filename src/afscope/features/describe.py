@@ -125,6 +125,22 @@ def _sample_info(r: int, acts: np.ndarray, ids: Sequence[str], y: np.ndarray,
             "activation": float(acts[r])}
 
 
+def shown_samples(f: int, acts: np.ndarray, y: np.ndarray, params: DescribeParams, seed: int
+                  ) -> tuple[list[int], list[int]]:
+    """``(top, zero)`` rows a describer of feature ``f`` is shown: its strongest activating samples
+    and label-matched zero samples from a generator seeded by ``(seed, f)``, so a resumed run,
+    and any other describer of the same run, sees exactly what a fresh one would."""
+    top = pick_top(acts, params.n_top)
+    zero = pick_matched_zero(acts, y, top, params.n_zero, np.random.default_rng([seed, f]))
+    return top, zero
+
+
+def samples_info(rows: Sequence[int], acts: np.ndarray, ids: Sequence[str], y: np.ndarray,
+                 categories: Sequence[str]) -> list[dict[str, Any]]:
+    """The ``top``/``zero`` entries of a descriptions row: row, id, label, category, activation."""
+    return [_sample_info(r, acts, ids, y, categories) for r in rows]
+
+
 def describe_features(
     X: Any,
     y: np.ndarray,
@@ -162,14 +178,12 @@ def describe_features(
                 yield Job(f, "", {})
                 continue
             acts = cols.get(f)
-            top = pick_top(acts, params.n_top)
-            rng = np.random.default_rng([seed, f])
-            zero = pick_matched_zero(acts, y, top, params.n_zero, rng)
+            top, zero = shown_samples(f, acts, y, params, seed)
             high_txt = [excerpt_for(texts[r], params.max_chars, peaks, f, r) for r in top]
             zero_txt = [excerpt_for(texts[r], params.max_chars, None, f, r) for r in zero]
             prompt = build_prompt(high_txt, zero_txt)
-            ctx = {"top": [_sample_info(r, acts, ids, y, categories) for r in top],
-                   "zero": [_sample_info(r, acts, ids, y, categories) for r in zero],
+            ctx = {"top": samples_info(top, acts, ids, y, categories),
+                   "zero": samples_info(zero, acts, ids, y, categories),
                    "shown": high_txt + zero_txt, "prompt": prompt[-1]["content"]}
             yield Job(f, prompt, ctx, FORM)
 
@@ -185,8 +199,13 @@ def describe_features(
     return run_jobs(jobs(), backend, store, make_row, batch_size=batch_size)
 
 
-def describe_store(out_dir: Any, params: DescribeParams, seed: int) -> JsonlStore:
-    """The descriptions.jsonl store of ``out_dir`` with the settings that shape its rows."""
-    return JsonlStore(Path(out_dir) / DESCRIPTIONS, key="feature", meta={
-        "step": "describe", "seed": seed, "prompt_version": PROMPT_VERSION,
-        **step_fields(params, DescribeParams)})
+def describe_store(out_dir: Any, params: DescribeParams, seed: int,
+                   describer: dict[str, Any] | None = None) -> JsonlStore:
+    """The descriptions.jsonl store of ``out_dir`` with the settings that shape its rows;
+    ``describer`` names a describer other than the LLM prompt (a trained explainer), so resuming
+    with another describer is refused instead of mixing two kinds of rows."""
+    meta = {"step": "describe", "seed": seed, "prompt_version": PROMPT_VERSION,
+            **step_fields(params, DescribeParams)}
+    if describer is not None:
+        meta["describer"] = describer
+    return JsonlStore(Path(out_dir) / DESCRIPTIONS, key="feature", meta=meta)

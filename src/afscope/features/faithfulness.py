@@ -56,3 +56,33 @@ def embedding_auroc(description: str, contexts: Sequence[dict[str, Any]], embed:
     vecs = embed([description or " ", *[c["text"] or " " for c in contexts]])
     score = vecs[1:] @ vecs[0]
     return _auroc(y, score)
+
+
+def description_faithfulness(rows: Sequence[dict[str, Any]],
+                             contexts: dict[int, list[dict[str, Any]]],
+                             embed: Embed | None = None) -> dict[int, dict[str, Any]]:
+    """Faithfulness of each parsed row of ``descriptions.jsonl``: the token AUROC when the row
+    names ``tokens`` (an explainer's token answer), else the embedding AUROC of its free text
+    (needs ``embed``). Contexts from a cache row the describer was shown (``top``/``zero``) are
+    left out, so a description is never scored on the samples it was written from.
+
+    Returns ``{feature: {"scorer": "tokens"|"embedding", "auroc": float|None, "n_pos", "n_neg"}}``.
+    """
+    out: dict[int, dict[str, Any]] = {}
+    for r in rows:
+        if r.get("status") != "ok":
+            continue
+        f = int(r["feature"])
+        shown = {int(s["row"]) for s in [*r.get("top", []), *r.get("zero", [])]}
+        ctx = [c for c in contexts.get(f, []) if int(c.get("row", -1)) not in shown]
+        y = _labels(ctx)
+        named = r.get("tokens")
+        if named is not None:
+            scorer, auroc = "tokens", token_auroc(named, ctx)
+        elif embed is not None:
+            scorer, auroc = "embedding", embedding_auroc(r["description"], ctx, embed)
+        else:
+            continue
+        out[f] = {"scorer": scorer, "auroc": auroc, "n_pos": int(y.sum()),
+                  "n_neg": int((~y).sum())}
+    return out

@@ -25,6 +25,7 @@ class FeatureInputs:
     model: str | None
     layer: int
     dataset_info: dict[str, Any]
+    cache_path: Path | None = None
 
 
 def _label_map(cache: Path) -> dict[str, int] | None:
@@ -66,4 +67,5 @@ def load_inputs(cache: str | Path, layer: int, stat: str, data: str | Path | Non
     topk = ac.token_topk(layer) if ac.token_k else None
     return FeatureInputs(X=X, y=y, texts=texts, ids=m.ids,
                          categories=[str(c) for c in m.categories], token_topk=topk,
-                         model=ac.index.get("model"), layer=layer, dataset_info=info)
+                         model=ac.index.get("model"), layer=layer, dataset_info=info,
+                         cache_path=Path(cache))

@@ -8,6 +8,8 @@ Files of a features run directory (every step reads its inputs from and writes i
   threshold, for ``probe``
 - ``scores.jsonl``       score (resumable)
 - ``themes.json``        cluster
+- ``faithfulness.json``  does each description predict where its feature fires (needs the
+  cache's per-token top-k)
 - ``features.json``      the rows of ``results.json["features"]``
 """
 
@@ -46,6 +48,7 @@ logger = logging.getLogger(__name__)
 CANDIDATES = "candidates.json"
 SELECTED = "selected.json"
 THEMES = "themes.json"
+FAITHFULNESS = "faithfulness.json"
 FEATURES = "features.json"
 FORMAT_VERSION = 1
 
@@ -118,6 +121,42 @@ def describe_store_rows(out_dir: str | Path) -> list[dict[str, Any]]:
     return JsonlStore(path, key="feature").rows()
 
 
+def step_faithfulness(out_dir: str | Path, token_topk: Any, names: Any, *,
+                      embed: Embed | None = None, n_contexts: int = 20, seed: int = 0,
+                      n_boot: int = 1000) -> dict[str, Any]:
+    """Score every parsed description by whether it predicts where its feature fires, and write
+    ``faithfulness.json`` (issue 12 §2; the same scorers as ``afscope explain eval``).
+
+    Contexts are token windows of the per-token top-k cache ``token_topk``
+    (:func:`afscope.features.tokens.held_out_contexts`, up to ``n_contexts`` activating and as many
+    non-activating per feature) minus those from a sample the describer was shown; ``names`` is a
+    :class:`~afscope.features.tokens.TokenNames` of the cache model. Token answers get the token
+    AUROC, free text the embedding AUROC (``embed``; MiniLM when None). Returns the summary: mean
+    AUROC with a bootstrap 95% CI per scorer and over all.
+    """
+    from afscope.features.faithfulness import description_faithfulness
+    from afscope.features.tokens import held_out_contexts
+    from afscope.stats import mean_ci
+
+    rows = describe_store_rows(out_dir)
+    feats = sorted(int(r["feature"]) for r in rows if r["status"] == "ok")
+    contexts = held_out_contexts(token_topk, np.unique(token_topk.row), feats, names.text, names,
+                                 n_pos=n_contexts, n_neg=n_contexts, seed=seed)
+    if embed is None and any(r.get("tokens") is None for r in rows if r["status"] == "ok"):
+        from afscope.models.embedding import embed_texts as embed
+    scores = description_faithfulness(rows, contexts, embed)
+    values = {k: [v["auroc"] for v in scores.values() if k in ("all", v["scorer"])]
+              for k in ("all", "tokens", "embedding")}
+    summary = {k: mean_ci(v, n_boot=n_boot, seed=seed) for k, v in values.items() if v}
+    summary["n_scored"] = sum(v["auroc"] is not None for v in scores.values())
+    summary["n_described"] = len(feats)
+    atomic_write_json(Path(out_dir) / FAITHFULNESS, {
+        "kind": "afscope_feature_faithfulness", "format_version": FORMAT_VERSION,
+        "params": {"n_contexts": n_contexts, "seed": seed, "n_boot": n_boot},
+        "summary": summary, "features": {str(f): v for f, v in sorted(scores.items())}})
+    return summary
+
+
 def step_score(X: Any, y: np.ndarray, texts: Sequence[str], ids: Sequence[str],
                backend: LLMBackend, out_dir: str | Path, params: ScoreParams, *, max_chars: int,
                seed: int = 0, batch_size: int = 8, peaks: TokenPeaks | None = None,
@@ -160,6 +199,8 @@ def collect_features(out_dir: str | Path, *, model: str | None = None, layer: in
         return {int(r["feature"]): r for r in JsonlStore(p, key="feature").rows()} if p.exists() else {}
 
     desc, cls, sc = load("descriptions.jsonl"), load("classifications.jsonl"), load("scores.jsonl")
+    faith = _read_json(out / FAITHFULNESS, "describe")["features"] \
+        if (out / FAITHFULNESS).exists() else {}
     theme_of: dict[int, str] = {}
     if (out / THEMES).exists():
         for t in _read_json(out / THEMES, "cluster")["themes"]:
@@ -180,6 +221,8 @@ def collect_features(out_dir: str | Path, *, model: str | None = None, layer: in
             "relevance": c.get("relevance") if ok_c else None,
             "category": c.get("category") if ok_c else None,
             "detection_bal_acc": s.get("bal_acc") if s.get("status") == "ok" else None,
+            "faithfulness": (faith.get(str(f)) or {}).get("auroc"),
+            "describer": d.get("backend"),
             "theme": theme_of.get(f), "examples": examples})
     atomic_write_json(out / FEATURES, {"kind": "afscope_features", "format_version": FORMAT_VERSION,
                                        "features": rows})
@@ -202,6 +245,7 @@ def run_autointerp(
     decode: Callable[[int], str] | None = None,
     embed: Embed | None = None,
     stats: dict[str, dict[str, Any]] | None = None,
+    names: Any = None,
 ) -> list[dict[str, Any]]:
     """Select, describe, classify, score and cluster the features of ``X`` ``(n, d)`` (SAE
     activations per sample) with ``backend``; resumable in ``out_dir``.
@@ -210,6 +254,8 @@ def run_autointerp(
     ``cfg.min_relevance``) is what ``probe`` reads. ``token_topk`` (``ActivationCache.token_topk``)
     centres excerpts on the max token and fills ``examples[].tokens`` (decoded with ``decode``).
     Per-step counts (done, skipped, parse_failures, backend_errors) go into ``stats`` if given.
+    With ``token_topk`` and ``names`` (:class:`~afscope.features.tokens.TokenNames` of the cache
+    model) each description's faithfulness is scored too (:func:`step_faithfulness`).
     """
     cfg = cfg or AutointerpConfig()
     out = Path(out_dir)
@@ -229,6 +275,9 @@ def run_autointerp(
     counts["describe"] = step_describe(X, y, texts, ids, categories, backend, out, cfg,
                                        features=feats, seed=cfg.seed, batch_size=cfg.batch_size,
                                        peaks=peaks, columns=cols).to_dict()
+    if token_topk is not None and names is not None:
+        counts["faithfulness"] = step_faithfulness(out, token_topk, names, embed=embed,
+                                                   seed=cfg.seed, n_boot=cfg.n_boot)
     counts["classify"] = step_classify(backend, out, cfg, batch_size=cfg.batch_size).to_dict()
     if cfg.score:
         counts["score"] = step_score(X, y, texts, ids, backend, out, cfg, max_chars=cfg.max_chars,

@@ -194,9 +194,9 @@ def held_out_contexts(tt: TokenTopK, rows: np.ndarray, features: Sequence[int],
                       n_pos: int = 10, n_neg: int = 10, left: int = 12, seed: int = 0
                       ) -> dict[int, list[dict[str, Any]]]:
     """For each feature, up to ``n_pos`` activating (strongest first) and ``n_neg`` random
-    non-activating token windows from ``rows``: ``{"text", "token", "act"}``, where ``text`` is
-    the ``left`` tokens up to and including the token, ``token`` its normalized name and ``act``
-    the latent's value there (0 for non-activating)."""
+    non-activating token windows from ``rows``: ``{"text", "token", "act", "row"}``, where
+    ``text`` is the ``left`` tokens up to and including the token, ``token`` its normalized name,
+    ``act`` the latent's value there (0 for non-activating) and ``row`` the cache row."""
     keep = np.flatnonzero(np.isin(tt.row, rows))
     if not len(keep):
         return {}
@@ -224,11 +224,11 @@ def held_out_contexts(tt: TokenTopK, rows: np.ndarray, features: Sequence[int],
         ctx = []
         for v, i in hits[:n_pos]:
             text, tok = window(i)
-            ctx.append({"text": text, "token": tok, "act": v})
+            ctx.append({"text": text, "token": tok, "act": v, "row": int(tt.row[i])})
         off = keep[~np.isin(keep, list(on))]
         negs = rng.choice(off, min(n_neg, len(off)), replace=False) if len(off) else []
         for i in sorted(int(x) for x in negs):
             text, tok = window(i)
-            ctx.append({"text": text, "token": tok, "act": 0.0})
+            ctx.append({"text": text, "token": tok, "act": 0.0, "row": int(tt.row[i])})
         out[f] = ctx
     return out

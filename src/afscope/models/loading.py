@@ -69,6 +69,18 @@ def _weights_fingerprint(folder: Path) -> str | None:
     return sha256_json([(f.name, f.stat().st_size) for f in files])
 
 
+def load_tokenizer(name_or_path: str) -> Any:
+    """The tokenizer alone of an embedded model (prepared on first use), a folder or a hub id: for
+    naming tokens without loading weights."""
+    from transformers import AutoTokenizer
+
+    folder = str(prepare(name_or_path)) if name_or_path in EMBEDDED else name_or_path
+    try:
+        return AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError) as e:
+        raise ArtifactError(f"could not load the tokenizer of {name_or_path!r}: {e}") from None
+
+
 def load_model(name_or_path: str, *, dtype: str = "float32", device: str = "cpu",
                revision: str | None = None, trust_remote_code: bool = False,
                gguf_file: str | None = None) -> LoadedModel:

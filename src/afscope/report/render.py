@@ -55,6 +55,7 @@ from afscope.report.schema import (
     read_behaviour,
     read_explain,
 )
+from afscope.stats import mean_ci
 
 logger = logging.getLogger(__name__)
 
@@ -470,8 +471,11 @@ def _feature_summary(features: list[FeatureInfo]) -> dict[str, Any]:
         cats[f.category or "unclassified"] = cats.get(f.category or "unclassified", 0) + 1
         if f.theme:
             themes[f.theme] = themes.get(f.theme, 0) + 1
+    faith = [f.faithfulness for f in features if f.faithfulness is not None]
+    describers = sorted({f.describer for f in features if f.describer})
     return {"categories": sorted(cats.items(), key=lambda kv: (-kv[1], kv[0])),
-            "themes": sorted(themes.items(), key=lambda kv: (-kv[1], kv[0]))}
+            "themes": sorted(themes.items(), key=lambda kv: (-kv[1], kv[0])),
+            "faithfulness": mean_ci(faith) if faith else None, "describers": describers}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -829,7 +833,12 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     run_dir = Path(run_dir)
     behaviour = read_behaviour(run_dir)
     explain = read_explain(run_dir)
-    from afscope.report.transfer import TRANSFER_PAGE, read_transfer, transfer_context
+    from afscope.report.transfer import (
+        TRANSFER_PAGE,
+        read_feature_sets,
+        read_transfer,
+        transfer_context,
+    )
 
     transfer = read_transfer(run_dir)  # a transfer study (afscope.study.transfer)
     results, scores = None, {}
@@ -862,7 +871,8 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
                 atomic_write_text(tmp / INDEX_FILE, page)
         if transfer is not None:
             page = env.get_template("transfer.html.j2").render(
-                transfer_context(transfer, tmp, index_file=results_file))
+                transfer_context(transfer, tmp, index_file=results_file,
+                                 feature_sets=read_feature_sets(run_dir)))
             atomic_write_text(tmp / TRANSFER_PAGE, page)
             if results is None and behaviour is None and explain is None:
                 atomic_write_text(tmp / INDEX_FILE, page)

@@ -174,6 +174,8 @@ class FeatureInfo(_Model):
     relevance: int | None = None
     category: Literal["known", "discovery", "unrelated"] | None = None
     detection_bal_acc: float | None = None
+    faithfulness: float | None = Field(None, ge=0.0, le=1.0)
+    describer: str | None = None
     theme: str | None = None
     examples: list[FeatureExample] = []
 

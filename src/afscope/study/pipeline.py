@@ -217,6 +217,7 @@ def _model(st: _Study, spec: ModelSpec) -> dict[str, ActivationCache]:
 def _autointerp(st: _Study, caches: dict[str, dict[str, ActivationCache]]) -> None:
     from afscope.features import run_autointerp
     from afscope.features.pipeline import selected_ids
+    from afscope.features.tokens import TokenNames
     from afscope.llm import make_backend
 
     cfg = st.cfg.autointerp
@@ -247,7 +248,7 @@ def _autointerp(st: _Study, caches: dict[str, dict[str, ActivationCache]]) -> No
             st.out / "features" / _slug(model) / f"L{layer}", cfg,
             token_topk=cache.token_topk(layer), model=model, layer=layer,
             decode=lambda i: tok.convert_tokens_to_string([tok.convert_ids_to_tokens(int(i))]),
-            stats=stats)
+            stats=stats, names=TokenNames(tok))
     st.run.add_output("autointerp", stats)
     st.results.features = rows
     described = sum(r["description"] is not None for r in rows)
