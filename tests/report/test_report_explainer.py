@@ -484,3 +484,24 @@ def test_projector_readout_is_a_reference_not_a_baseline(tmp_path):
     ref = next(x for x in v if x.startswith(f"{A} (self) on features, reference"))
     assert "within CI of projector_readout" in ref
     assert ref.endswith("names about what the projected vector alone does.")
+
+
+def test_behaviour_tasks_get_a_changed_f1_verdict_and_a_constant_answer_warning():
+    from afscope.report.explainer import explainer_verdicts
+    from afscope.report.schema import ExplainEval
+
+    rows = _ca_rows(12)  # right on all 12: 6 changed comply->refuse, 6 unchanged
+    constant = [{**r, "prediction": change_sentence("comply", "refuse")} for r in rows]
+    data = metrics_dict()
+    data["table"] = [_row(A, "self", "trained", rows), _row(A, "self", "majority", constant)]
+    data["conditions"] = ["trained", "majority"]
+    data["explainers"] = data["explainers"][:1]
+    data["examples"], data["train_curves"] = [], {}
+    v = [x.text for x in explainer_verdicts(ExplainEval.model_validate(data))]
+    changed = next(x for x in v if x.startswith(f"{A} (self) on context_ablation, changed"))
+    assert "within CI of majority (1.000 [1.00, 1.00])" in changed  # a constant is right there
+    f1 = next(x for x in v if "trained changed F1" in x)
+    assert f1.startswith(f"{A} (self) on context_ablation: trained changed F1 1.000")
+    assert "beats majority" in f1 and f1.endswith("it beats every baseline.")
+    assert any(x.startswith(f"{A} on context_ablation: the majority answer matches every "
+                            "changed example") for x in v)

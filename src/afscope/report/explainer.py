@@ -57,6 +57,9 @@ VECTOR_MARKER = "<|afscope_vector|>"
 # The split columns of a task's table: (metric key, title, the two subsets). Behaviour tasks: the
 # content match on changed / unchanged examples; features: the token F1 on novel test features
 # (no target token in any training target) and familiar ones.
+BEHAVIOUR_TASKS = ("context_ablation", "steering")
+#: the headline column that asks which examples change (macro F1 of changed vs unchanged).
+CHANGED_F1 = "changed F1"
 SPLITS: dict[str, tuple[str, str, tuple[str, str]]] = {
     "context_ablation": ("content_match", "content", ("changed", "unchanged")),
     "steering": ("content_match", "content", ("changed", "unchanged")),
@@ -123,9 +126,13 @@ class _Index:
                 if (r := self.rows.get((lab, c, task))) is not None]
 
 
-def _primary(row: ExplainRow, subset: str = "all") -> tuple[int, str, Triple] | None:
-    """The first headline metric the row has a value for: ``(column, title, (value, lo, hi))``."""
+def _primary(row: ExplainRow, subset: str = "all", column: str | None = None
+             ) -> tuple[int, str, Triple] | None:
+    """The first headline metric the row has a value for (or the one titled ``column``):
+    ``(column, title, (value, lo, hi))``."""
     for i, (title, t) in enumerate(_headline(row, subset)):
+        if column is not None and title != column:
+            continue
         if _ci(t) is not None:
             assert t is not None
             return i, title, t
@@ -186,18 +193,38 @@ def explainer_verdicts(ev: ExplainEval) -> list[Verdict]:
                 continue
             for subset in _verdict_subsets(idx, label, task):
                 out += _task_verdicts(idx, label, task, subset, relations[label])
+            if task in BEHAVIOUR_TASKS:
+                out += _task_verdicts(idx, label, task, "all", relations[label],
+                                      column=CHANGED_F1)
+                out += _constant_changed(idx, label, task)
             out += _split_warnings(idx, label, task)
     return out
 
 
-def _task_verdicts(idx: _Index, label: str, task: str, subset: str, relation: str
-                   ) -> list[Verdict]:
-    """The verdicts of one explainer x task x subset (see :func:`explainer_verdicts`)."""
+def _constant_changed(idx: _Index, label: str, task: str) -> list[Verdict]:
+    """Warn when a constant answer is perfect on the changed examples: then every change went the
+    same way, and only the has-changed F1 over all examples needs the input."""
+    row = idx.rows.get((label, "majority", task))
+    t = _metric((row.metrics.subsets.get("changed") or {}).get("content_match")) if row else None
+    if t is None or t[0] < 1.0:
+        return []
+    return [Verdict(f"{label} on {task}: the majority answer matches every changed example (all "
+                    f"changes go the same way), so the changed-subset content match cannot show "
+                    f"that the explainer reads its input; the {CHANGED_F1} over all examples "
+                    f"(which scenarios change) can.", warn=True)]
+
+
+def _task_verdicts(idx: _Index, label: str, task: str, subset: str, relation: str,
+                   column: str | None = None) -> list[Verdict]:
+    """The verdicts of one explainer x task x subset (see :func:`explainer_verdicts`), on the
+    first headline metric with a value or on the one titled ``column``."""
     out: list[Verdict] = []
     where = f"{label} ({relation}) on {task}" + ("" if subset == "all" else
                                                  f", {subset} examples")
     trained = idx.rows.get((label, TRAINED, task))
-    primary = _primary(trained, subset) if trained is not None else None
+    primary = _primary(trained, subset, column) if trained is not None else None
+    if primary is None and column is not None:
+        return []
     if primary is None:
         out.append(Verdict(f"{where}: no trained row with a headline metric, so nothing "
                            f"to compare.", warn=True))
