@@ -15,7 +15,8 @@ from afscope.explain.schema import TEST_FILE, read_examples
 
 @pytest.fixture(scope="module")
 def explainer(token_cache, tiny_model_dir, tmp_path_factory):
-    """A tiny explainer trained 2 steps on the token cache's fires_on features, and its task."""
+    """A tiny explainer trained on the token cache's fires_on features (40 steps at lr 1e-2: it
+    then answers in the trained form, so every row parses), and its task."""
     from afscope.explain.train import train_explainer
 
     root = tmp_path_factory.mktemp("describe")
@@ -23,8 +24,22 @@ def explainer(token_cache, tiny_model_dir, tmp_path_factory):
         task="features", targets="tokens", cache=token_cache / "cache", sae=token_cache / "sae",
         out=root / "tok", test_fraction=0.5, min_active=3, question_types=["fires_on"]))
     tr, _ = train_explainer(ExplainTrainConfig(data=[data], model=str(tiny_model_dir),
-                                               out=root / "tr", max_steps=2, val_fraction=0.0))
+                                               out=root / "tr", max_steps=40, lr=1e-2,
+                                               val_fraction=0.0))
     return tr, data
+
+
+def _partly_active(token_cache) -> list[int]:
+    """Latents active on some tokens of the cache but not all (this random SAE's test features
+    fire on every token, so they have no non-activating context to score against)."""
+    import numpy as np
+
+    from afscope.extract.store import ActivationCache
+
+    tt = ActivationCache(token_cache / "cache").token_topk(1)
+    on = np.zeros(tt.indices.max() + 1)
+    np.add.at(on, tt.indices[tt.values > 0], 1)
+    return [int(f) for f in np.flatnonzero((on > 0) & (on < len(tt.row)))]
 
 
 def _describe(token_cache, out, *extra):
@@ -41,7 +56,7 @@ def test_explainer_describes_like_its_eval_and_scores_faithfulness(explainer, to
 
     tr, data = explainer
     test = read_examples(data / TEST_FILE)
-    feats = sorted({e.meta["feature"] for e in test})
+    feats = sorted({e.meta["feature"] for e in test} | set(_partly_active(token_cache)))
     out = tmp_path / "feat"
     (out).mkdir()
     (out / "candidates.json").write_text(json.dumps({"features": [
@@ -54,8 +69,7 @@ def test_explainer_describes_like_its_eval_and_scores_faithfulness(explainer, to
     assert sorted(r["feature"] for r in rows) == feats
     for r in rows:
         assert r["backend"].startswith("explainer:") and r["top"]
-        if r["status"] == "ok":
-            assert r["tokens"] and r["description"].startswith("Fires on: ")
+        assert r["status"] == "ok" and r["tokens"] and r["description"].startswith("Fires on: ")
     # the explainer answers exactly what `explain eval` generates for the same feature
     _, m = evaluate_explainers(ExplainEvalConfig(explainers=[tr], out=tmp_path / "ev",
                                                  max_tokens=48, n_boot=10, conditions=["trained"],
@@ -63,8 +77,19 @@ def test_explainer_describes_like_its_eval_and_scores_faithfulness(explainer, to
     preds = [json.loads(x) for x in next((tmp_path / "ev" / "predictions").rglob(
         "trained.jsonl")).read_text().splitlines()]
     by_feature = {int(p["id"].split(":")[1]): p["prediction"] for p in preds}
-    assert {r["feature"]: r["answer"] for r in rows} == by_feature
+    assert by_feature and {r["feature"]: r["answer"] for r in rows
+                           if r["feature"] in by_feature} == by_feature
+    from scripted_llm import ScriptedBackend
+
+    _, sim = evaluate_explainers(ExplainEvalConfig(explainers=[tr], out=tmp_path / "sim",
+                                                   max_tokens=48, n_boot=10, simulate=True,
+                                                   conditions=["trained"],
+                                                   embed_similarity=False, batch_size=3),
+                                 backend=ScriptedBackend(lambda u: "1: 5"))
+    # the simulation column exists; these test features fire on every token, so nothing to score
+    assert sim["table"][0]["metrics"]["subsets"]["all"]["simulation"] is None
     faith = json.loads((out / "faithfulness.json").read_text())
+    assert faith["summary"]["n_scored"] > 0
     assert set(faith["features"]) <= {str(f) for f in feats}
     for v in faith["features"].values():
         assert v["scorer"] == "tokens" and (v["auroc"] is None or 0.0 <= v["auroc"] <= 1.0)
@@ -83,6 +108,47 @@ def test_explainer_describes_like_its_eval_and_scores_faithfulness(explainer, to
 
     with pytest.raises(ArtifactError, match="differs in: describer"):
         describe_store(out, DescribeParams(), 0)  # the LLM describer's store
+
+
+def test_explainer_descriptions_are_simulated(explainer, token_cache, tmp_path):
+    """`--simulate`: the LLM simulator scores each explainer description on unseen contexts."""
+    import re
+
+    from scripted_llm import ScriptedBackend
+
+    from afscope.llm import base as llm_base
+    from afscope.llm import register_backend
+
+    def reply(user: str) -> str:  # 9 where the last token is a named one, else 1
+        named = set(re.findall(r'"([^"]*)"', user.split("</description>")[0]))
+        return "\n".join(f"{i}: {9 if t in named else 1}"
+                         for i, t in re.findall(r"Text (\d+), last token '([^']*)'", user))
+
+    @register_backend("describe-scripted")
+    class _Scripted(ScriptedBackend):
+        @classmethod
+        def from_config(cls, cfg, **overrides):
+            return cls(reply, **overrides)
+
+    tr, _ = explainer
+    feats = _partly_active(token_cache)
+    try:
+        res = _describe(token_cache, tmp_path / "s", "--features", ",".join(map(str, feats)),
+                        "--explainer", str(tr), "--sae", str(token_cache / "sae"), "--simulate",
+                        "--llm", "{backend: describe-scripted}")
+    finally:
+        llm_base._REGISTRY.pop("describe-scripted", None)
+    assert res.exit_code == 0, res.output
+    faith = json.loads((tmp_path / "s" / "faithfulness.json").read_text())
+    sims = [json.loads(x) for x in (tmp_path / "s" / "simulations.jsonl").read_text().splitlines()]
+    assert sims and all(r["status"] == "ok" for r in sims)
+    for r in sims:
+        v = faith["features"][str(r["feature"])]
+        assert v["simulation"] == r["correlation"]
+        # this simulator predicts exactly "a named token": its correlation has the AUROC's sign
+        if v["auroc"] is not None and r["correlation"] is not None:
+            assert (r["correlation"] > 0) == (v["auroc"] > 0.5)
+    assert faith["summary"]["simulation"]["n"] == sum(r["correlation"] is not None for r in sims)
 
 
 def test_explainer_refuses_a_question_it_never_learned(explainer, token_cache, tmp_path):

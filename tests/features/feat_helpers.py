@@ -31,6 +31,9 @@ def oracle_reply(user: str) -> str:
         desc = user.split("</description>")[0]
         key = KEYWORD if KEYWORD in desc else "cooking"
         return "\n".join(f"{i}: {'yes' if key in s else 'no'}" for i, s in enumerate(_samples(user), 1))
+    if "<number>: <0-10>" in user:  # the simulator: high where the text holds the keyword
+        texts = re.findall(r"<text>\n(.*?)\n</text>", user, flags=re.DOTALL)
+        return "\n".join(f"{i}: {9 if KEYWORD in t else 1}" for i, t in enumerate(texts, 1))
     if "starting with THEME" in user:
         return "THEME: value preservation"
     return "I cannot help with that."

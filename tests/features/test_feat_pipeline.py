@@ -108,7 +108,7 @@ def test_cli_steps_on_a_real_cache(sae_cache, scripted_backend_name, tmp_path):
     runner = CliRunner()
     steps = [
         ["select", *common, "--min-selectivity", "-1", "--top", "4", "--min-active", "2"],
-        ["describe", *common, *llm, "--n-top", "2", "--n-zero", "2"],
+        ["describe", *common, *llm, "--n-top", "2", "--n-zero", "2", "--simulate"],
         ["classify", "--out", str(out), *llm],
         ["score", *common, *llm, "--n-score-pos", "1", "--n-score-neg", "1", "--n-boot", "10"],
         ["cluster", "--out", str(out), "--embedder", "tfidf"],
@@ -130,6 +130,14 @@ def test_cli_steps_on_a_real_cache(sae_cache, scripted_backend_name, tmp_path):
     assert {f["feature"]: f["faithfulness"] for f in feats if str(f["feature"]) in
             faith["features"]} == {int(k): v["auroc"] for k, v in faith["features"].items()}
     assert all(f["describer"] for f in feats)
+    # the simulator answers for every feature with activating and non-activating contexts
+    # (this random SAE's top latents fire on nearly every token; the explain describe test has
+    # features with both)
+    path = out / "simulations.jsonl"
+    sims = [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+    both = {k for k, v in faith["features"].items() if v["n_pos"] and v["n_neg"]}
+    assert {str(r["feature"]) for r in sims} == both
+    assert faith["summary"]["simulation_stats"]["done"] == len(both)
     for step in ("select", "describe", "classify", "score", "cluster"):
         m = json.loads((out / f"manifest.{step}.json").read_text())
         assert m["status"] == "complete" and m["command"] == f"features {step}"

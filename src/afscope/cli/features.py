@@ -117,10 +117,12 @@ def _faithfulness(cfg: Any, inp: Any, run: Any) -> dict[str, Any]:
         return {}
     with run.timer("faithfulness"):
         summary = step_faithfulness(cfg.out, inp.token_topk, TokenNames(load_tokenizer(inp.model)),
-                                    seed=cfg.seed)
+                                    seed=cfg.seed,
+                                    simulator=_backend(cfg, run) if cfg.simulate else None,
+                                    batch_size=cfg.batch_size)
     run.add_output("faithfulness", summary)
     return {k: (f"{v['mean']:.3f} [{v['lo']:.3f}, {v['hi']:.3f}] n={v['n']}"
-                if isinstance(v, dict) else v) for k, v in summary.items()}
+                if isinstance(v, dict) and "mean" in v else v) for k, v in summary.items()}
 
 
 @command.command("classify")

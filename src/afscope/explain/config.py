@@ -204,6 +204,10 @@ class ExplainEvalConfig(BaseConfig):
     llm: LLMConfig | None = Field(None, description="LLM judge settings (judge llm).")
     embed_similarity: bool = Field(True, description="Cosine similarity of description "
                                    "embeddings (offline MiniLM), beside the LM judge.")
+    simulate: bool = Field(False, description="Score feature answers with an LLM simulator "
+                           "(--llm; the local default otherwise): the correlation of the "
+                           "activations it predicts from the answer alone with the real ones on "
+                           "held-out contexts. Needs a capable backend to mean much.")
     n_boot: int = Field(1000, gt=0, description="Bootstrap resamples of every CI.")
     dtype: DType = Field("float32", description="Model dtype.")
     device: str = Field("cpu", description="torch device.")

@@ -281,6 +281,23 @@ def _score_faithfulness(rows: list[dict[str, Any]], contexts: dict[str, list[dic
             r["faithfulness"] = embedding_auroc(r["prediction"], ctx, embed)
 
 
+def _score_simulation(rows: list[dict[str, Any]], contexts: dict[str, list[dict[str, Any]]],
+                      backend: Any, path: Path, cfg: ExplainEvalConfig) -> None:
+    """``simulation`` of each feature row with held-out contexts: the correlation of an LLM
+    simulator's predicted activations, given only the prediction as the description, with the
+    real ones (:mod:`afscope.features.simulate`; resumable in ``path``)."""
+    from afscope.features.simulate import simulate
+    from afscope.rows import JsonlStore
+
+    feats = [r for r in rows if r["task"] == "features" and contexts.get(r["id"])]
+    store = JsonlStore(path, key="id", meta={"seed": cfg.seed, "simulator": backend.describe()})
+    simulate([(r["id"], r["prediction"], contexts[r["id"]]) for r in feats], backend, store,
+             seed=cfg.seed, batch_size=cfg.batch_size)
+    done = {s["id"]: s for s in store.rows()}
+    for r in feats:
+        r["simulation"] = (done.get(r["id"]) or {}).get("correlation")
+
+
 def write_predictions(path: str | Path, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Score ``rows`` (:func:`~afscope.explain.metrics.score_row`) and write them to ``path``, one
     JSON object per line, atomically; returns the scored rows.
@@ -311,7 +328,7 @@ def evaluate_explainers(cfg: ExplainEvalConfig, *, backend: Any = None) -> tuple
     shown: list[dict[str, Any]] = []
     curves: dict[str, Any] = {}
     with start_run("explain eval", cfg.to_dict(), out) as run:
-        if cfg.judge == "llm" and backend is None:
+        if (cfg.judge == "llm" or cfg.simulate) and backend is None:
             from afscope.judge.config import default_judge_llm
             from afscope.llm import make_backend
 
@@ -349,8 +366,11 @@ def evaluate_explainers(cfg: ExplainEvalConfig, *, backend: Any = None) -> tuple
                 rows = [{"id": e.id, "task": e.task, "question_type": e.question_type,
                          "answer": e.answer, "prediction": pmap[e.id], "reference": e.reference,
                          "changed": e.changed} for e in test if pmap.get(e.id) is not None]
-                _score_descriptions(rows, cfg, backend)
+                _score_descriptions(rows, cfg, backend if cfg.judge == "llm" else None)
                 _score_faithfulness(rows, contexts, cfg)
+                if cfg.simulate:
+                    _score_simulation(rows, contexts, backend, out / PREDICTIONS_DIR / label /
+                                      f"{cond}.simulation.jsonl", cfg)
                 scored = write_predictions(out / PREDICTIONS_DIR / label / f"{cond}.jsonl", rows)
                 for task in sorted({r["task"] for r in scored}):
                     sub = [r for r in scored if r["task"] == task]
@@ -421,6 +441,7 @@ HEADLINE: dict[str, tuple[tuple[str, str], ...]] = {
     "steering": (("content_match", "content"), ("exact_match", "exact"),
                  ("has_changed_f1", "changed F1"), ("parse_rate", "parsed")),
     "features": (("token_f1", "token F1"), ("faithfulness", "faithfulness AUROC"),
+                 ("simulation", "simulator corr."),
                  ("judge_similarity", "judge sim"), ("embed_similarity", "embed sim"),
                  ("exact_match", "exact"), ("parse_rate", "parsed")),
 }

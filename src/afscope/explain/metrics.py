@@ -78,6 +78,7 @@ def score_row(row: dict[str, Any]) -> dict[str, Any]:
     out["judge_similarity"] = out["embed_similarity"] = None
     out["token_precision"] = out["token_recall"] = out["token_f1"] = None
     out["faithfulness"] = row.get("faithfulness")
+    out["simulation"] = row.get("simulation")
     if qt in GENERATIVE_TYPES:
         parsed = parse_change(pred)
         target = (_ref(row, "before"), _ref(row, "after"))
@@ -247,6 +248,7 @@ def _subset_stats(rows: list[dict[str, Any]], n_boot: int, seed: int) -> dict[st
         "token_recall": mean("token_recall"),
         "token_f1": mean("token_f1"),
         "faithfulness": mean("faithfulness"),
+        "simulation": mean("simulation"),
     }
 
 

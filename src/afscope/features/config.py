@@ -25,6 +25,12 @@ def step_fields(cfg: BaseConfig, cls: type[BaseConfig]) -> dict[str, Any]:
     return {k: dumped[k] for k in cls.model_fields}
 
 
+SIMULATE_HELP = ("Also score each description with the LLM simulator (--llm): the correlation of "
+                 "the activations it predicts from the description alone with the real ones on "
+                 "held-out token contexts (simulations.jsonl). Needs a capable backend to mean "
+                 "much; slow on CPU.")
+
+
 class InputFields(BaseConfig):
     """Where the feature matrix and the texts come from."""
 
@@ -112,6 +118,7 @@ class DescribeConfig(DescribeParams, LLMFields, OutFields, InputFields):
                              "rows are what --explainer reads).")
     question: Literal["fires_on", "promotes", "feature_description"] = Field(
         "fires_on", description="What --explainer is asked (a question type it was trained on).")
+    simulate: bool = Field(False, description=SIMULATE_HELP)
     dtype: str = Field("float32", description="Explainer dtype (--explainer).")
     device: str = Field("cpu", description="Explainer device (--explainer).")
 
@@ -140,6 +147,7 @@ class AutointerpConfig(SelectParams, DescribeParams, ClassifyParams, ScoreParams
 
     seed: int = Field(0, description="Seed of every random draw (samples, shuffles, bootstrap).")
     score: bool = Field(True, description="Run detection scoring.")
+    simulate: bool = Field(False, description=SIMULATE_HELP)
     cluster: bool = Field(True, description="Cluster the descriptions into themes.")
 
 

@@ -58,6 +58,14 @@ def embedding_auroc(description: str, contexts: Sequence[dict[str, Any]], embed:
     return _auroc(y, score)
 
 
+def unseen_contexts(row: dict[str, Any], contexts: dict[int, list[dict[str, Any]]]
+                    ) -> list[dict[str, Any]]:
+    """The contexts of a descriptions row's feature from cache rows its describer was not shown
+    (``top``/``zero``)."""
+    shown = {int(s["row"]) for s in [*row.get("top", []), *row.get("zero", [])]}
+    return [c for c in contexts.get(int(row["feature"]), []) if int(c.get("row", -1)) not in shown]
+
+
 def description_faithfulness(rows: Sequence[dict[str, Any]],
                              contexts: dict[int, list[dict[str, Any]]],
                              embed: Embed | None = None) -> dict[int, dict[str, Any]]:
@@ -73,8 +81,7 @@ def description_faithfulness(rows: Sequence[dict[str, Any]],
         if r.get("status") != "ok":
             continue
         f = int(r["feature"])
-        shown = {int(s["row"]) for s in [*r.get("top", []), *r.get("zero", [])]}
-        ctx = [c for c in contexts.get(f, []) if int(c.get("row", -1)) not in shown]
+        ctx = unseen_contexts(r, contexts)
         y = _labels(ctx)
         named = r.get("tokens")
         if named is not None:

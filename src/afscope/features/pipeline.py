@@ -9,7 +9,7 @@ Files of a features run directory (every step reads its inputs from and writes i
 - ``scores.jsonl``       score (resumable)
 - ``themes.json``        cluster
 - ``faithfulness.json``  does each description predict where its feature fires (needs the
-  cache's per-token top-k)
+  cache's per-token top-k); ``simulations.jsonl`` the LLM simulator's answers when asked
 - ``features.json``      the rows of ``results.json["features"]``
 """
 
@@ -49,6 +49,7 @@ CANDIDATES = "candidates.json"
 SELECTED = "selected.json"
 THEMES = "themes.json"
 FAITHFULNESS = "faithfulness.json"
+SIMULATIONS = "simulations.jsonl"
 FEATURES = "features.json"
 FORMAT_VERSION = 1
 
@@ -123,7 +124,8 @@ def describe_store_rows(out_dir: str | Path) -> list[dict[str, Any]]:
 
 def step_faithfulness(out_dir: str | Path, token_topk: Any, names: Any, *,
                       embed: Embed | None = None, n_contexts: int = 20, seed: int = 0,
-                      n_boot: int = 1000) -> dict[str, Any]:
+                      n_boot: int = 1000, simulator: LLMBackend | None = None,
+                      batch_size: int = 4) -> dict[str, Any]:
     """Score every parsed description by whether it predicts where its feature fires, and write
     ``faithfulness.json`` (issue 12 §2; the same scorers as ``afscope explain eval``).
 
@@ -132,7 +134,9 @@ def step_faithfulness(out_dir: str | Path, token_topk: Any, names: Any, *,
     non-activating per feature) minus those from a sample the describer was shown; ``names`` is a
     :class:`~afscope.features.tokens.TokenNames` of the cache model. Token answers get the token
     AUROC, free text the embedding AUROC (``embed``; MiniLM when None). Returns the summary: mean
-    AUROC with a bootstrap 95% CI per scorer and over all.
+    AUROC with a bootstrap 95% CI per scorer and over all. With ``simulator`` (an LLM backend),
+    also the simulator correlation (:mod:`afscope.features.simulate`) of each description, kept
+    resumably in ``simulations.jsonl``, as ``simulation`` per feature and in the summary.
     """
     from afscope.features.faithfulness import description_faithfulness
     from afscope.features.tokens import held_out_contexts
@@ -148,6 +152,24 @@ def step_faithfulness(out_dir: str | Path, token_topk: Any, names: Any, *,
     values = {k: [v["auroc"] for v in scores.values() if k in ("all", v["scorer"])]
               for k in ("all", "tokens", "embedding")}
     summary = {k: mean_ci(v, n_boot=n_boot, seed=seed) for k, v in values.items() if v}
+    if simulator is not None:
+        from afscope.features.faithfulness import unseen_contexts
+        from afscope.features.simulate import simulate
+        from afscope.rows import JsonlStore
+
+        store = JsonlStore(Path(out_dir) / SIMULATIONS, key="feature",
+                           meta={"seed": seed, "n_contexts": n_contexts,
+                                 "simulator": simulator.describe()})
+        ok = [r for r in rows if r["status"] == "ok"]
+        summary["simulation_stats"] = simulate(
+            [(int(r["feature"]), r["description"], unseen_contexts(r, contexts)) for r in ok],
+            simulator, store, seed=seed, batch_size=batch_size).to_dict()
+        corr = {int(r["feature"]): r["correlation"] for r in store.rows()}
+        for f, v in scores.items():
+            v["simulation"] = corr.get(f)
+        sim = [c for c in corr.values() if c is not None]
+        if sim:
+            summary["simulation"] = mean_ci(sim, n_boot=n_boot, seed=seed)
     summary["n_scored"] = sum(v["auroc"] is not None for v in scores.values())
     summary["n_described"] = len(feats)
     atomic_write_json(Path(out_dir) / FAITHFULNESS, {
@@ -276,8 +298,9 @@ def run_autointerp(
                                        features=feats, seed=cfg.seed, batch_size=cfg.batch_size,
                                        peaks=peaks, columns=cols).to_dict()
     if token_topk is not None and names is not None:
-        counts["faithfulness"] = step_faithfulness(out, token_topk, names, embed=embed,
-                                                   seed=cfg.seed, n_boot=cfg.n_boot)
+        counts["faithfulness"] = step_faithfulness(
+            out, token_topk, names, embed=embed, seed=cfg.seed, n_boot=cfg.n_boot,
+            simulator=backend if cfg.simulate else None, batch_size=cfg.batch_size)
     counts["classify"] = step_classify(backend, out, cfg, batch_size=cfg.batch_size).to_dict()
     if cfg.score:
         counts["score"] = step_score(X, y, texts, ids, backend, out, cfg, max_chars=cfg.max_chars,
