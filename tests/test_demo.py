@@ -60,7 +60,7 @@ def test_demo_end_to_end(tmp_path):
         "trained", "zero_shot", "majority", "nearest_neighbour", "projector_readout",
         "no_vector", "shuffled_vector"}
     assert {c for c, t in conds if t == "context_ablation"} == {"trained", "zero_shot",
-                                                                 "majority"}
+                                                                 "majority", "nearest_neighbour"}
     n_test = sum(1 for _ in open(out / "explain" / "data" / "test.jsonl"))
     assert n_test % 3 == 0
     assert all(r["n"] == min(n_test, 64) for r in ev["table"] if r["task"] == "context_ablation")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -73,7 +74,23 @@ def test_nearest_neighbour_returns_the_closest_training_answer(tmp_path):
     vecs[probe.vectors[0].key] = 3.0 * vecs[train[4].vectors[0].key]
     assert nearest_neighbour([probe], train, vecs) == [train[4].answer]
     ctx = read_examples(context_folder(tmp_path) / TEST_FILE)
-    assert nearest_neighbour(ctx[:2], train, vecs) == [None, None]  # no vectors: not applicable
+    assert nearest_neighbour(ctx[:2], train, vecs) == [None, None]  # no embedder: not applicable
+    # without vectors, by the prompt text: a bag-of-words embedder finds the same scenario
+    ctx_train = read_examples(context_folder(tmp_path) / "train.jsonl")
+    q = ctx[0]
+    twin = ctx_train[3].model_copy(update={"messages": q.messages, "answer": "the twin's answer"},
+                                   deep=True)
+    pool = [twin, *ctx_train]  # first among equals: argmax keeps the first
+
+    def embed(texts):
+        from sklearn.feature_extraction.text import CountVectorizer
+
+        X = CountVectorizer().fit(texts).transform(texts).toarray().astype(float)
+        return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+    same_kind = [t for t in pool if t.question_type == q.question_type]
+    assert twin in same_kind
+    assert nearest_neighbour([q], pool, vecs, embed) == ["the twin's answer"]
 
 
 @pytest.mark.parametrize("text,score", [("4", 4), (" 5.\n", 5), ("1", 1), ("6", None),
@@ -103,10 +120,10 @@ def test_cli_train_then_eval_writes_the_table(tmp_path, tiny_model_dir):
     m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     conds = {(r["condition"], r["task"]) for r in m["table"]}
     assert ("trained", "context_ablation") in conds and ("trained", "features") in conds
-    # controls and nearest neighbour only where there are vectors
+    # vector controls only where there are vectors; nearest neighbour by text elsewhere
     assert ("shuffled_vector", "features") in conds
     assert ("shuffled_vector", "context_ablation") not in conds
-    assert ("nearest_neighbour", "context_ablation") not in conds
+    assert ("nearest_neighbour", "context_ablation") in conds
     n_test = {t: len([e for e in read_examples(f / TEST_FILE)]) for t, f in
               (("context_ablation", ctx), ("features", feat))}
     for r in m["table"]:

@@ -8,8 +8,9 @@ Conditions (rows of the table), on the held-out ``test.jsonl`` of each task fold
   question type as prior turns (their vectors injected too);
 * ``majority``: the most common training answer of the example's task and question type (what
   a constant predictor scores: the floor every other row must clear when labels are skewed);
-* ``nearest_neighbour`` (vector tasks): the answer of the training example whose vector has the
-  highest cosine similarity with the test vector (no generation);
+* ``nearest_neighbour``: the answer of the training example whose vector has the highest cosine
+  similarity with the test vector, or, without vectors (context ablation), whose prompt text is
+  nearest in MiniLM embedding (no generation);
 * ``projector_readout`` (token questions): no language model at all -- the explainer's
   vocabulary tokens nearest (cosine) to the projected vector, written as a token answer. It
   scores what the projector alone carries (with a token lens, :mod:`afscope.explain.lens`, often
@@ -117,21 +118,34 @@ def few_shot_examples(test: Sequence[Example], train: Sequence[Example], k: int,
     return out
 
 
+def _prompt_text(e: Example) -> str:
+    return "\n".join(m.content for m in e.messages if m.role != "system")
+
+
 def nearest_neighbour(test: Sequence[Example], train: Sequence[Example],
-                      vectors: dict[str, torch.Tensor]) -> list[str | None]:
-    """The answer of the most cosine-similar training vector (same task and question type);
-    None for examples without vectors."""
+                      vectors: dict[str, torch.Tensor], embed: Any = None) -> list[str | None]:
+    """The answer of the most similar training example of the same task and question type: by
+    the cosine of its vector, or, for examples without vectors (context ablation), of its
+    prompt's text embedding (``embed``: texts -> unit-norm ``(n, d)``, e.g. MiniLM) -- the text
+    baseline an explainer reading the scenario must beat. None where neither applies."""
+    texts: dict[str, np.ndarray] = {}
+    if embed is not None:
+        todo = sorted({_prompt_text(e) for e in [*test, *train] if not e.vectors})
+        texts = dict(zip(todo, embed(todo))) if todo else {}
     preds: list[str | None] = []
     for e in test:
         pool = [t for t in train if t.task == e.task and t.question_type == e.question_type
-                and t.vectors]
-        if not e.vectors or not pool:
+                and bool(t.vectors) == bool(e.vectors)]
+        if not pool or (not e.vectors and not texts):
             preds.append(None)
             continue
-        q = vectors[e.vectors[0].key].float()
-        m = torch.stack([vectors[t.vectors[0].key].float() for t in pool])
-        sims = torch.nn.functional.cosine_similarity(m, q[None, :], dim=1)
-        preds.append(pool[int(sims.argmax())].answer)
+        if e.vectors:
+            q = vectors[e.vectors[0].key].float()
+            m = torch.stack([vectors[t.vectors[0].key].float() for t in pool])
+            sims = torch.nn.functional.cosine_similarity(m, q[None, :], dim=1).numpy()
+        else:
+            sims = np.stack([texts[_prompt_text(t)] for t in pool]) @ texts[_prompt_text(e)]
+        preds.append(pool[int(np.argmax(sims))].answer)
     return preds
 
 
@@ -407,7 +421,10 @@ def _condition(cond: str, lm: Any, meta: dict[str, Any], cfg: ExplainEvalConfig,
     if cond == "majority":
         return {e.id: p for e, p in zip(test, majority_answers(test, train)) if p is not None}
     if cond == "nearest_neighbour":
-        nn_preds = nearest_neighbour(test, train, vectors)
+        embed = None
+        if not all(e.vectors for e in test):
+            from afscope.models.embedding import embed_texts as embed
+        nn_preds = nearest_neighbour(test, train, vectors, embed)
         return {e.id: p for e, p in zip(test, nn_preds) if p is not None}
     if cond == "projector_readout":
         readout = projector_readout(lm, test, vectors)
