@@ -19,8 +19,9 @@ from afscope.rows import JsonlStore
 def test_parse_predictions_is_strict():
     assert parse_predictions("1: 3\n2: 10\nnote\n3:0", 3).value == [3, 10, 0]
     assert parse_predictions("Text 2: 5\nText 1: 7", 2).value == [7, 5]
-    for reply, err in (("", "empty"), ("1: 3", "no value for text"), ("1: 3\n1: 4", "twice"),
-                       ("1: 11\n2: 0", "out of range 0-10"), ("3: 1", "out of range 1-2")):
+    for reply, err in (("", "empty"), ("1: 3", "no answer for text(s) [2]"), ("1: 3\n1: 4", "twice"),
+                       ("1: 11\n2: 0", "out of range 0-10"), ("3: 1", "out of range 1-2"),
+                       ("1: 3\n2: high", "not '<number>")):
         assert err in parse_predictions(reply, 2).error
     form = simulator_form(2)
     assert form.keys == ["1", "2"] and form.fields[0].options == tuple(map(str, range(11)))

@@ -79,6 +79,36 @@ class Parsed:
         return self.error is None
 
 
+def parse_numbered(reply: str, n: int, value: str, item: str) -> Parsed:
+    """The ``n`` values of lines ``"<i>: <value>"`` (``i`` = 1..n, optionally after the word
+    ``item``; ``value`` a regex, matched case-insensitively), in order, as the text matched; or a
+    parse failure: an empty reply, a numbered line whose value does not match, a missing, repeated
+    or out-of-range number. Unnumbered lines are ignored. The strict parser of every "one line per
+    numbered item" answer (detection scoring, the simulator)."""
+    if not reply.strip():
+        return Parsed(error="empty reply")
+    head = rf"^\s*(?:{item}\s*)?(\d+)\s*[:.)\-]"
+    line_re = re.compile(head + rf"\s*\**\s*({value})\s*\**\s*\.?\s*$", re.IGNORECASE)
+    numbered = re.compile(head, re.IGNORECASE)
+    said: dict[int, str] = {}
+    for line in reply.splitlines():
+        m = line_re.match(line)
+        if m is None:
+            if numbered.match(line):
+                return Parsed(error=f"line {line.strip()[:60]!r} is not '<number>: {value}'")
+            continue
+        i = int(m.group(1))
+        if not 1 <= i <= n:
+            return Parsed(error=f"{item} number {i} out of range 1-{n}")
+        if i in said:
+            return Parsed(error=f"{item} {i} answered twice")
+        said[i] = m.group(2)
+    missing = [i for i in range(1, n + 1) if i not in said]
+    if missing:
+        return Parsed(error=f"no answer for {item}(s) {missing[:10]}")
+    return Parsed([said[i] for i in range(1, n + 1)])
+
+
 def _norm(text: str) -> str:
     return " ".join(text.lower().split())
 
