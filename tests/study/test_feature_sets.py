@@ -20,6 +20,7 @@ from afscope.study.feature_sets import (
     compare_sets,
     jaccard,
     model_feature_sets,
+    source_profiles,
     token_descriptions,
     write_feature_sets,
 )
@@ -146,7 +147,8 @@ def test_fires_on_per_source():
               [[0, 9]] * 6 + [[1, 9]] * 5, [[5, 0]] * 11)
     b = _topk([6, 6, 6, 6, 6, 6, 3, 4, 5, 7, 1],
               [[0, 9]] * 5 + [[1, 9]] * 6, [[2, 0]] * 11)
-    out = token_descriptions({"a": a, "b": b, "c": None}, D, TokenNames(Tok()), [0, 1, 2])
+    out = token_descriptions(source_profiles({"a": a, "b": b, "c": None}, D, TokenNames(Tok())),
+                             [0, 1, 2])
     assert out[0]["a"]["text"] == "Fires on: cat" and out[0]["a"]["n_active"] == 6
     assert out[0]["a"]["coverage"] == pytest.approx(5 / 6)
     assert out[0]["b"]["tokens"] == ["training"]

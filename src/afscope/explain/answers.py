@@ -52,13 +52,13 @@ def label_sentence(label: str) -> str:
     return f"The behaviour would be <<<{_check(label)}>>>."
 
 
-def _first_line(text: str) -> str:
+def first_line(text: str) -> str:
     return text.strip().split("\n", 1)[0].strip()
 
 
 def parse_change(text: str) -> tuple[str, str] | None:
     """``(before, after)`` from a change sentence (its first line), else ``None``."""
-    line = _first_line(text)
+    line = first_line(text)
     if m := _REMAIN.match(line):
         lab = m.group(1).lower()
         return lab, lab
@@ -70,7 +70,7 @@ def parse_change(text: str) -> tuple[str, str] | None:
 
 def parse_label(text: str) -> str | None:
     """The label of a ``"The behaviour would be <<<x>>>."`` sentence (first line), else ``None``."""
-    m = _BE.match(_first_line(text))
+    m = _BE.match(first_line(text))
     return m.group(1).lower() if m else None
 
 
@@ -88,7 +88,7 @@ def parse_tokens(question_type: str, text: str) -> list[str] | None:
     """The token names of a token answer (its first line, starting with the question type's
     prefix), normalized like the targets (stripped, lower-cased, duplicates dropped); ``None``
     when the line does not start with the prefix or names no token."""
-    line = _first_line(text)
+    line = first_line(text)
     prefix = TOKEN_PREFIXES[question_type]
     if not line.lower().startswith(prefix.lower()):
         return None

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from afscope.errors import ConfigError, DataError
-from afscope.explain.answers import TOKEN_PREFIXES, parse_tokens
+from afscope.explain.answers import TOKEN_PREFIXES, first_line, parse_tokens
 from afscope.explain.data import _check_cache_sae, feature_messages, sae_folder, sae_layer
 from afscope.explain.encode import Encoded, encode_prompt
 from afscope.explain.evaluate import explain_generate
@@ -88,7 +88,7 @@ def _parse(question: str, text: str) -> tuple[str | None, list[str] | None, str 
         if names is None:
             return None, None, f"no '{TOKEN_PREFIXES[question]} <<<token>>>' line"
         return f"{TOKEN_PREFIXES[question]} " + ", ".join(f'"{t}"' for t in names), names, None
-    line = text.strip().split("\n", 1)[0].strip()
+    line = first_line(text)
     return (line, None, None) if len(line) >= 3 else (None, None, "empty description")
 
 
@@ -105,7 +105,6 @@ def describe_with_explainer(explainer: str | Path, sae: str | Path, inp: Any,
     :func:`afscope.features.describe.shown_samples` picks (shown in the report; the explainer
     itself sees only the vector).
     """
-    from afscope.extract.store import ActivationCache
     from afscope.features.describe import ANSWER_KEPT_CHARS, describe_store, samples_info, \
         shown_samples
     from afscope.features.samples import FeatureColumns
@@ -118,8 +117,7 @@ def describe_with_explainer(explainer: str | Path, sae: str | Path, inp: Any,
     if layer != inp.layer:
         raise DataError(f"{sae_path}: the SAE reads layer {layer}, the features are of layer "
                         f"{inp.layer} (--layer)")
-    cache = ActivationCache(inp.cache_path)
-    _check_cache_sae(cache, layer, model, sae_path)  # the latents described are this SAE's
+    _check_cache_sae(inp.cache, layer, model, sae_path)  # the latents described are this SAE's
     W = model.decoder_directions().detach().float()
     bad = [int(f) for f in features if not 0 <= int(f) < W.shape[0]]
     if bad:

@@ -132,20 +132,27 @@ def nearest_neighbour(test: Sequence[Example], train: Sequence[Example],
     if embed is not None:
         todo = sorted({_prompt_text(e) for e in [*test, *train] if not e.vectors})
         texts = dict(zip(todo, embed(todo))) if todo else {}
+
+    def unit(e: Example) -> np.ndarray:
+        if not e.vectors:
+            return texts[_prompt_text(e)]
+        v = vectors[e.vectors[0].key].float()
+        return (v / v.norm().clamp_min(1e-8)).numpy()
+
+    pools: dict[tuple[str, str, bool], list[Example]] = {}
+    for t in train:
+        pools.setdefault((t.task, t.question_type, bool(t.vectors)), []).append(t)
+    mats: dict[tuple[str, str, bool], np.ndarray] = {}  # each pool's unit rows, built once
     preds: list[str | None] = []
     for e in test:
-        pool = [t for t in train if t.task == e.task and t.question_type == e.question_type
-                and bool(t.vectors) == bool(e.vectors)]
+        key = (e.task, e.question_type, bool(e.vectors))
+        pool = pools.get(key)
         if not pool or (not e.vectors and not texts):
             preds.append(None)
             continue
-        if e.vectors:
-            q = vectors[e.vectors[0].key].float()
-            m = torch.stack([vectors[t.vectors[0].key].float() for t in pool])
-            sims = torch.nn.functional.cosine_similarity(m, q[None, :], dim=1).numpy()
-        else:
-            sims = np.stack([texts[_prompt_text(t)] for t in pool]) @ texts[_prompt_text(e)]
-        preds.append(pool[int(np.argmax(sims))].answer)
+        if key not in mats:
+            mats[key] = np.stack([unit(t) for t in pool])
+        preds.append(pool[int(np.argmax(mats[key] @ unit(e)))].answer)
     return preds
 
 

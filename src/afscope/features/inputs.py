@@ -14,7 +14,8 @@ from afscope.errors import ArtifactError
 
 @dataclass
 class FeatureInputs:
-    """``X`` ``(n, d_sae)`` CSR, labels ``y`` ``(n,)``, and per-row texts, ids and categories."""
+    """``X`` ``(n, d_sae)`` CSR, labels ``y`` ``(n,)``, per-row texts, ids and categories, and the
+    :class:`~afscope.extract.store.ActivationCache` they were read from."""
 
     X: Any
     y: np.ndarray
@@ -25,7 +26,7 @@ class FeatureInputs:
     model: str | None
     layer: int
     dataset_info: dict[str, Any]
-    cache_path: Path | None = None
+    cache: Any = None
 
 
 def _label_map(cache: Path) -> dict[str, int] | None:
@@ -68,4 +69,4 @@ def load_inputs(cache: str | Path, layer: int, stat: str, data: str | Path | Non
     return FeatureInputs(X=X, y=y, texts=texts, ids=m.ids,
                          categories=[str(c) for c in m.categories], token_topk=topk,
                          model=ac.index.get("model"), layer=layer, dataset_info=info,
-                         cache_path=Path(cache))
+                         cache=ac)

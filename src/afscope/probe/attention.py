@@ -183,12 +183,11 @@ class AttentionPoolProbe(ClassifierMixin, BaseEstimator):
             return sp.csr_matrix((0, n_features), dtype=np.float64)
         return sp.csr_matrix(check_matrix(X, n_features=n_features))
 
-    def _tensors(self, X: sp.csr_matrix, rows: np.ndarray) -> dict[str, Any]:
-        """The preprocessed sparse tokens as flat tensors: ``vals, cols, tok (nnz,)`` (value,
-        latent and token of each stored value) and ``rows (n_tok,)``."""
+    def _tensors(self, Xn: Matrix, rows: np.ndarray) -> dict[str, Any]:
+        """The normalized tokens ``Xn``, scaled, as flat tensors: ``vals, cols, tok (nnz,)``
+        (value, latent and token of each stored value) and ``rows (n_tok,)``."""
         torch = _torch()
-        Xn = apply_normalizer(X, self.normalize, self.norm_state_)
-        Xs = sp.csr_matrix(apply_scaler(sp.csr_matrix(Xn), np.zeros(X.shape[1]), self.scale_))
+        Xs = sp.csr_matrix(apply_scaler(sp.csr_matrix(Xn), np.zeros(Xn.shape[1]), self.scale_))
         tok = np.repeat(np.arange(Xs.shape[0]), np.diff(Xs.indptr))
         return {"vals": torch.from_numpy(np.asarray(Xs.data, np.float64)),
                 "cols": torch.from_numpy(Xs.indices.astype(np.int64)),
@@ -208,7 +207,7 @@ class AttentionPoolProbe(ClassifierMixin, BaseEstimator):
         self.norm_state_ = fit_normalizer(X, self.normalize, n_quantiles=self.n_quantiles)
         Xn = apply_normalizer(X, self.normalize, self.norm_state_)
         self.scale_ = fit_scaler(Xn, False)[1] if self.standardize else np.ones(d)
-        t = self._tensors(X, rows)
+        t = self._tensors(Xn, rows)
         if self.class_weight == "balanced":
             sw = n / (2.0 * np.bincount(y, minlength=2)[y])
         else:
@@ -248,7 +247,7 @@ class AttentionPoolProbe(ClassifierMixin, BaseEstimator):
         rows = check_rows(rows, X.shape[0], n_records)
         if n_records is None:
             n_records = int(rows[-1]) + 1 if rows.size else 0
-        t = self._tensors(X, rows)
+        t = self._tensors(apply_normalizer(X, self.normalize, self.norm_state_), rows)
         W = torch.from_numpy(np.column_stack([self.coef_, self.attention_coef_]))
         with torch.no_grad():
             logit, att, s = _forward(W, torch.tensor(self.intercept_, dtype=torch.float64), t,

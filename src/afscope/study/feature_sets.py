@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 
 from afscope.extract.store import TokenTopK
-from afscope.features.tokens import TokenNames, fires_on
+from afscope.features.tokens import LatentTokens, TokenNames, fires_on
 from afscope.fileio import atomic_write_json
 from afscope.probe.select import feature_auroc, rank_features
 from afscope.study.transfer import (
@@ -174,15 +174,22 @@ def verdict(entry: dict[str, Any], n: int, threshold: float) -> str:
             f"{inter} of {n}.")
 
 
-def token_descriptions(topk: dict[str, TokenTopK | None], d_sae: int, names: TokenNames,
-                       latents: Sequence[int]) -> dict[int, dict[str, dict[str, Any] | None]]:
+def source_profiles(topk: dict[str, TokenTopK | None], d_sae: int, names: TokenNames
+                    ) -> dict[str, dict[int, LatentTokens]]:
+    """Each source's :func:`fires_on` profiles over all rows of its per-token top-k store (empty
+    without a store): computed once per layer, read by every statistic's entry."""
+    return {s: fires_on(tt, np.unique(tt.row), d_sae, names) if tt is not None else {}
+            for s, tt in topk.items()}
+
+
+def token_descriptions(profiles: dict[str, dict[int, LatentTokens]], latents: Sequence[int]
+                       ) -> dict[int, dict[str, dict[str, Any] | None]]:
     """``{latent: {source: {text "Fires on: a, b", tokens, coverage, n_active} | None}}`` from
-    each source's per-token top-k store (all its rows); None where the latent's strongest
+    each source's profiles (:func:`source_profiles`); None where the latent's strongest
     activations are spread over many tokens or too rare (:func:`fires_on`), or the source has
     no store."""
     out: dict[int, dict[str, dict[str, Any] | None]] = {int(f): {} for f in latents}
-    for s, tt in topk.items():
-        prof = fires_on(tt, np.unique(tt.row), d_sae, names) if tt is not None else {}
+    for s, prof in profiles.items():
         for f in out:
             p = prof.get(f)
             out[f][s] = None if p is None else {
@@ -250,6 +257,7 @@ def model_feature_sets(cfg: Any, data: TransferData, spec: Any, caches: dict[str
     for layer in first.sae_layers:
         d_sae = first.sae_width(layer)
         topk = {s: caches[f"{s}.fit"].token_topk(layer) for s in sources}
+        profiles = source_profiles(topk, d_sae, names)
         for stat in spec.sae.stats:
             X = {k: caches[k].sae_features(layer, stat) for k in y}
             entry: dict[str, Any] = {"model": spec.name, "layer": layer, "stat": stat,
@@ -257,7 +265,7 @@ def model_feature_sets(cfg: Any, data: TransferData, spec: Any, caches: dict[str
             entry.update(compare_sets(X, y, sources, train, n, select_by=select_by,
                                       eval_sources=evals))
             lat = [r["latent"] for r in entry["latents"]]
-            tokens = token_descriptions(topk, d_sae, names, lat)
+            tokens = token_descriptions(profiles, lat)
             for r in entry["latents"]:
                 r["fires_on"] = tokens[r["latent"]]
             if backend is not None:
