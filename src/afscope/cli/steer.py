@@ -1,4 +1,4 @@
-"""``afscope steer vector diffmean|probe|sae``, ``steer sweep``, ``steer judge``, ``steer plot``."""
+"""``afscope steer vector diffmean|refusal|random|probe|sae``, ``steer sweep``, ``steer judge``, ``steer plot``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from afscope.cli.options import config_command
 from afscope.steer.config import (
     DiffMeanConfig,
     ProbeVectorConfig,
+    RandomVectorConfig,
+    RefusalVectorConfig,
     SAEVectorConfig,
     SteerJudgeConfig,
     SweepConfig,
@@ -43,6 +45,24 @@ def diffmean(cfg: DiffMeanConfig) -> None:
     from afscope.steer import run_diffmean
 
     _report_vector(run_diffmean(cfg))
+
+
+@vector.command("refusal")
+@config_command(RefusalVectorConfig)
+def refusal(cfg: RefusalVectorConfig) -> None:
+    """Refusal direction: harmful minus harmless requests at the last prompt token."""
+    from afscope.steer import run_refusal
+
+    _report_vector(run_refusal(cfg))
+
+
+@vector.command("random")
+@config_command(RandomVectorConfig)
+def random(cfg: RandomVectorConfig) -> None:
+    """Seeded random directions with --like's layers and norms (the steering control)."""
+    from afscope.steer import run_random
+
+    _report_vector(run_random(cfg))
 
 
 @vector.command("probe")

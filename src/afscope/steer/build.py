@@ -1,9 +1,15 @@
-"""Build steering vectors: difference of means (seed 003), a probe's direction, an SAE latent.
+"""Build steering vectors: difference of means (seed 003), a refusal direction, matched-norm
+random directions, a probe's direction, an SAE latent.
 
 * :func:`diffmean_vector` runs the model over two record sets with the activation cache's forward
   loop (:func:`afscope.extract.runner.iter_batches`: length-bucketed batches, ``inference_mode``,
   early stop after the deepest layer, the same token masks) and returns ``mean(A) - mean(B)`` per
   layer. Only running sums leave a batch, so memory does not grow with the dataset.
+* :func:`refusal_vector` is the refusal direction of Arditi et al. (2024): the same difference of
+  means, harmful minus harmless requests, at the last token of the chat-rendered prompt (where the
+  model decides how to answer).
+* :func:`random_vector` draws seeded Gaussian directions with another vector's norm at each of its
+  layers: the control every steering effect is measured against.
 * :func:`probe_vector` undoes a residual probe's standardization: the probe scores
   ``sum_j coef_j (x_j - mean_j) / scale_j``, so its direction in raw residual space is
   ``coef / scale`` on the selected features (0 elsewhere), unit-normalized.
@@ -26,8 +32,14 @@ from afscope.extract.runner import iter_batches
 from afscope.fileio import sha256_file
 from afscope.models import LoadedModel, MaskSpec, load_model, resolve_layers
 from afscope.runs import start_run
-from afscope.steer.config import DiffMeanConfig, ProbeVectorConfig, SAEVectorConfig
-from afscope.steer.vectors import VECTOR_FILE, SteeringVector
+from afscope.steer.config import (
+    DiffMeanConfig,
+    ProbeVectorConfig,
+    RandomVectorConfig,
+    RefusalVectorConfig,
+    SAEVectorConfig,
+)
+from afscope.steer.vectors import VECTOR_FILE, SteeringVector, load_vector
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +77,21 @@ def mean_activations(lm: LoadedModel, dataset: Dataset, layers: list[int], *,
             raise ArtifactError(f"non-finite activations at layer {layer} for dataset "
                                 f"{dataset.name} (dtype {lm.info.dtype}; try float32)")
     return means
+
+
+@torch.inference_mode()
+def last_token_norms(lm: LoadedModel, dataset: Dataset, layers: list[int], *,
+                     max_length: int = 1024, batch_tokens: int = 4096) -> dict[int, float]:
+    """Mean L2 norm of the residual stream at each record's last token, per layer: the scale a
+    steering push is measured against (an added norm of 1x this is as large as the stream)."""
+    if len(dataset) == 0:
+        raise DataError(f"dataset {dataset.name}: no records")
+    sums = dict.fromkeys(layers, 0.0)
+    for b in iter_batches(lm, dataset.records, layers, MaskSpec.parse("last"),
+                          max_length=max_length, batch_tokens=batch_tokens):
+        for layer in layers:
+            sums[layer] += float(b.acts[layer][b.mask].float().norm(dim=-1).sum())
+    return {layer: s / len(dataset) for layer, s in sums.items()}
 
 
 def diffmean_vector(lm: LoadedModel, set_a: Dataset, set_b: Dataset, layers: list[int], *,
@@ -130,6 +157,87 @@ def run_diffmean(cfg: DiffMeanConfig, *, lm: LoadedModel | None = None) -> Path:
         path = vec.save(Path(cfg.out) / VECTOR_FILE)
         run.add_output("vector", str(path))
         run.add_output("layers", vec.layers)
+        run.add_output("norms", {str(k): round(v, 6) for k, v in vec.norms.items()})
+    return path
+
+
+def request_sets(lm: LoadedModel, n: int, seed: int, template: str | None = None
+                 ) -> tuple[Dataset, Dataset]:
+    """``n`` harmful and ``n`` harmless synthetic requests, each rendered as the model reads it
+    before answering (chat template + generation prompt)."""
+    from afscope.data import Record
+    from afscope.data.cues import requests
+    from afscope.generate import render_prompt
+
+    sets = []
+    for name, frac in (("harmful", 1.0), ("harmless", 0.0)):
+        reqs = requests(n, seed, harmful_fraction=frac)
+        recs = [Record(text=render_prompt(lm.tokenizer, r.text, template), category=r.scenario,
+                       label=int(r.harmful), id=f"{name}-{i}") for i, r in enumerate(reqs)]
+        sets.append(Dataset.from_records(recs, name))
+    return sets[0], sets[1]
+
+
+def refusal_vector(lm: LoadedModel, layers: list[int], *, n: int = 128, seed: int = 1000,
+                   template: str | None = None) -> SteeringVector:
+    """Harmful minus harmless mean residual ``(d_model,)`` at the last prompt token, per layer.
+
+    Adding it pushes the model towards refusing, subtracting it towards complying. The requests
+    are the synthetic scenarios' (:func:`afscope.data.cues.requests`, seeded by ``seed``).
+    """
+    harmful, harmless = request_sets(lm, n, seed, template)
+    vec = diffmean_vector(lm, harmful, harmless, layers, mask="last", skip_first=0,
+                          created_from={"method": "refusal", "n": n, "seed": seed,
+                                        "template": template})
+    return SteeringVector(vectors=vec.vectors, model=vec.model,
+                          model_fingerprint=vec.model_fingerprint, source="refusal",
+                          created_from=vec.created_from)
+
+
+def run_refusal(cfg: RefusalVectorConfig, *, lm: LoadedModel | None = None) -> Path:
+    """``afscope steer vector refusal``: write ``cfg.out/vector.safetensors`` and a manifest."""
+    with start_run("steer vector refusal", cfg.to_dict(), cfg.out) as run:
+        with run.timer("load_model"):
+            lm = lm if lm is not None else load_model(cfg.model, dtype=cfg.dtype,
+                                                       device=cfg.device)
+        run.add_model("model", lm.info.to_dict())
+        layers = (list(range(lm.info.n_layers)) if cfg.layers is None
+                  else resolve_layers(cfg.layers, lm.info.n_layers))
+        with run.timer("diffmean"):
+            vec = refusal_vector(lm, layers, n=cfg.n, seed=cfg.seed, template=cfg.template)
+        path = vec.save(Path(cfg.out) / VECTOR_FILE)
+        run.add_output("vector", str(path))
+        run.add_output("norms", {str(k): round(v, 6) for k, v in vec.norms.items()})
+    return path
+
+
+def random_vector(like: SteeringVector, seed: int = 0, *,
+                  created_from: dict[str, Any] | None = None) -> SteeringVector:
+    """A seeded Gaussian direction per layer of ``like``, scaled to ``like``'s norm there.
+
+    Same layers, width, norms and model as ``like``: steering with it at the same alphas adds a
+    push of the same size in a direction that means nothing.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    vectors = {}
+    for layer, v in like.vectors.items():
+        r = torch.randn(like.d_model, generator=gen, dtype=torch.float64)
+        vectors[layer] = (r / r.norm() * float(v.norm())).float()
+    prov = {"method": "random", "seed": seed, "like_source": like.source, **(created_from or {})}
+    return SteeringVector(vectors=vectors, model=like.model,
+                          model_fingerprint=like.model_fingerprint, source="random",
+                          created_from=prov)
+
+
+def run_random(cfg: RandomVectorConfig) -> Path:
+    """``afscope steer vector random``: directions matched in norm to ``cfg.like``."""
+    with start_run("steer vector random", cfg.to_dict(), cfg.out) as run:
+        like_path = Path(cfg.like) / VECTOR_FILE if Path(cfg.like).is_dir() else Path(cfg.like)
+        like = load_vector(like_path)
+        vec = random_vector(like, cfg.seed, created_from={
+            "like": str(like_path), "like_sha256": sha256_file(like_path)})
+        path = vec.save(Path(cfg.out) / VECTOR_FILE)
+        run.add_output("vector", str(path))
         run.add_output("norms", {str(k): round(v, 6) for k, v in vec.norms.items()})
     return path
 

@@ -1,4 +1,4 @@
-"""Configs of ``afscope steer vector diffmean|probe|sae``, ``steer sweep``, ``steer judge``.
+"""Configs of ``afscope steer vector diffmean|refusal|random|probe|sae``, ``steer sweep``, ``steer judge``.
 
 Option names follow seed 003's ``run_em_eval.py`` (``--layers``, ``--alphas``, ``--max-samples``,
 ``--n-generations``, ``--skip-generation``, ``--skip-judging``); ``--vectors NAME=PATH,...`` is our
@@ -75,6 +75,31 @@ class DiffMeanConfig(_VectorOut):
     seed: int = Field(0, description="Seed of the --max-samples subset.")
 
 
+class RefusalVectorConfig(_VectorOut):
+    """A refusal direction: mean residual at the last prompt token of harmful minus harmless
+    requests, each rendered through the model's chat template with the generation prompt."""
+
+    model: str = Field("smollm2-135m-instruct",
+                       description="Embedded model name, local HF folder or hub id.")
+    layers: list[int | float] | None = Field(
+        None, description="Layers: int, negative int or fraction of depth. Unset = every layer.")
+    n: int = Field(128, gt=1, description="Requests per side (synthetic scenarios).")
+    template: str | None = Field(None, description="Chat template (Jinja) overriding the model's.")
+    dtype: DType = Field("float32", description="Model dtype.")
+    device: str = Field("cpu", description="torch device, e.g. cpu or cuda:0.")
+    seed: int = Field(1000, description="Seed of the synthetic requests; keep it apart from the "
+                      "seed of the prompts you steer, so the direction is not built on them.")
+
+
+class RandomVectorConfig(_VectorOut):
+    """Seeded Gaussian directions with the norm of another vector at each of its layers: the
+    control that says whether a steering effect is the direction's or any push's of that size."""
+
+    like: Path = Field(description="Vector file (or `afscope steer vector` run directory) whose "
+                       "layers, norms and model the random directions copy.")
+    seed: int = Field(0, description="Seed of the directions (one generator, layers in order).")
+
+
 class ProbeVectorConfig(_VectorOut):
     """A residual-stream probe's weight direction, mapped back to raw activations."""
 
@@ -94,7 +119,8 @@ class SAEVectorConfig(_VectorOut):
     normalize: bool = Field(True, description="Scale the direction to unit L2 norm.")
 
 
-def _split_vector(item: str) -> tuple[str, str]:
+def split_vector(item: str) -> tuple[str, str]:
+    """``NAME=PATH`` -> ``(NAME, PATH)``; a bare path is named after its file (or folder)."""
     name, sep, path = item.partition("=")
     if not sep:
         return Path(item).stem if Path(item).suffix else Path(item).name, item
@@ -179,7 +205,7 @@ class SweepConfig(JudgeFields):
 
     @model_validator(mode="after")
     def _check(self) -> SweepConfig:
-        names = [_split_vector(x)[0] for x in self.vectors]
+        names = [split_vector(x)[0] for x in self.vectors]
         if not names:
             raise ValueError("field 'vectors': give at least one NAME=PATH")
         bad = [n for n in names if not n or not n.replace("-", "").replace("_", "").isalnum()]
@@ -197,7 +223,7 @@ class SweepConfig(JudgeFields):
 
     def vector_paths(self) -> dict[str, Path]:
         """``{name: path}`` in the order given."""
-        return {n: Path(p) for n, p in map(_split_vector, self.vectors)}
+        return {n: Path(p) for n, p in map(split_vector, self.vectors)}
 
 
 class SteerJudgeConfig(JudgeFields):

@@ -9,7 +9,7 @@ the ``steering-vectors`` / seed 003 habit made self-describing:
   ``model`` (name), ``model_fingerprint`` (:attr:`afscope.models.ModelInfo.fingerprint` or empty),
   ``d_model``, ``layers`` (JSON list of the ``i`` of the tensors), ``site`` (``resid_post``: the
   residual stream after block ``i``, TransformerLens' ``blocks.<i>.hook_resid_post``), ``source``
-  (the method: ``diffmean`` / ``probe`` / ``sae``), ``created_from`` (JSON provenance) and
+  (the method: ``diffmean`` / ``refusal`` / ``random`` / ``probe`` / ``sae``), ``created_from`` (JSON provenance) and
   ``norms`` (JSON ``{layer: L2 norm}``).
 
 Any safetensors reader opens it without afscope (``safetensors.numpy.load_file`` gives
@@ -35,7 +35,7 @@ from afscope.fileio import atomic_path
 KIND = "afscope_steering_vector"
 FORMAT_VERSION = 1
 VECTOR_FILE = "vector.safetensors"
-SOURCES = ("diffmean", "probe", "sae")
+SOURCES = ("diffmean", "refusal", "random", "probe", "sae")
 #: Where a layer's direction is added: the residual stream after that block (afscope.models.hooks).
 SITE = "resid_post"
 _PREFIX = "layer."
@@ -56,7 +56,7 @@ class SteeringVector:
     model_fingerprint:
         :attr:`afscope.models.ModelInfo.fingerprint` of those weights, or None if unknown.
     source:
-        ``diffmean``, ``probe`` or ``sae``.
+        One of :data:`SOURCES`.
     created_from:
         JSON-able provenance (dataset content hashes, probe / SAE path and hash, feature index...).
     """
