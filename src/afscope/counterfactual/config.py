@@ -19,7 +19,7 @@ from afscope.judge import JudgeConfig
 from afscope.judge.config import Method, judge_llm_flag
 from afscope.llm import LLMConfig
 from afscope.llm.config import ServerField
-from afscope.steer.config import distinct_alphas
+from afscope.steer.config import distinct_alphas, split_vector
 
 Positions = Literal["prompt", "generated", "both", "last"]
 DType = Literal["float32", "bfloat16", "float16"]
@@ -109,18 +109,38 @@ class ContextConfig(CounterfactualConfig):
 
 
 class SteeringConfig(CounterfactualConfig):
-    """Steering prediction: each scenario with and without ``alpha * v`` at chosen layers."""
+    """Steering prediction: each scenario with and without ``alpha * v`` at chosen layers, for one
+    or several vector files (vector families: AF difference of means, refusal, matched-norm random).
+    """
 
     out: Path = Field(Path("runs/counterfactual-steering"), description="Run directory: "
                       "generations.jsonl, labels.jsonl, train.json, test.json, stats.json.")
-    vector: Path = Field(description="Steering vector file (afscope steer format: safetensors "
-                         "with tensors 'layer.<i>' and string metadata).")
-    layers: list[int] | None = Field(None, description="Layers of the vector file to steer at, "
-                                     "one condition each (comma list). Unset = every layer in "
-                                     "the file.")
+    vector: list[str] = Field(description="Steering vector files (afscope steer format: "
+                              "safetensors with tensors 'layer.<i>'), as NAME=PATH,... or bare "
+                              "paths (named after the file or run directory).")
+    heldout_vectors: list[str] = Field([], description="Names of --vector held out: steered "
+                                       "only on test scenarios, so the test set has a vector "
+                                       "family no training example shows (comma list).")
+    layers: list[int] | None = Field(None, description="Layers to steer at, one condition each "
+                                     "(comma list). Unset = every layer in the (first) file.")
     alphas: list[float] = Field(default_factory=lambda: [0.5, 1.0, 2.0, 5.0],
                                 description="Steering strengths, one condition each (seed 000: "
-                                "0.5,1,2,5). Alpha 0 reuses the unsteered answer.")
+                                "0.5,1,2,5). With --calibrate: multiples of each vector's "
+                                "calibrated alpha for that sign (e.g. -1,1). Alpha 0 reuses the "
+                                "unsteered answer.")
+    calibrate: float | None = Field(None, gt=0.0, lt=1.0, description="Calibrate alpha per "
+                                    "vector, layer and sign: the smallest of --calibration-scales "
+                                    "that changes at least this share of the calibration "
+                                    "prompts' behaviour (training scenarios only). A random "
+                                    "vector made --like another vector of the run takes that "
+                                    "vector's alphas (matched norm and strength).")
+    calibration_n: int = Field(16, ge=2, description="Calibration prompts: training scenarios, "
+                               "evenly spaced (synthetic requests list harmful ones first).")
+    calibration_scales: list[float] = Field(
+        default_factory=lambda: [0.1, 0.15, 0.2, 0.25, 0.3, 0.4],
+        description="Added norm tried, as multiples of the residual norm at the layer (mean at "
+        "the last prompt token of the calibration prompts), smallest first. On smollm2 a push "
+        "beyond ~0.3x turns answers into noise the rule judge reads as compliance.")
     positions: Positions = Field("both", description="Token positions steered: prompt, "
                                  "generated, both, or last (last prompt token + generated: "
                                  "seed 000's hook).")
@@ -129,7 +149,43 @@ class SteeringConfig(CounterfactualConfig):
     allow_other_model: bool = Field(False, description="Steer with a vector made for other "
                                     "weights of the same width (refused by default).")
 
+    @field_validator("vector", mode="before")
+    @classmethod
+    def _vectors(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            return [f"{k}={p}" for k, p in v.items()]
+        if isinstance(v, (str, Path)):
+            return [x.strip() for x in str(v).split(",") if x.strip()]
+        return v
+
     @field_validator("alphas")
     @classmethod
     def _alphas(cls, v: list[float]) -> list[float]:
         return distinct_alphas(v)
+
+    @field_validator("calibration_scales")
+    @classmethod
+    def _scales(cls, v: list[float]) -> list[float]:
+        if not v or any(x <= 0 for x in v) or sorted(set(v)) != list(v):
+            raise ValueError(f"expected distinct positive scales in increasing order, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> SteeringConfig:
+        names = [split_vector(x)[0] for x in self.vector]
+        if not names:
+            raise ValueError("field 'vector': give at least one vector file")
+        if len(set(names)) != len(names):
+            raise ValueError(f"field 'vector': duplicate names {names}; name them NAME=PATH")
+        unknown = sorted(set(self.heldout_vectors) - set(names))
+        if unknown:
+            raise ValueError(f"field 'heldout_vectors': {unknown} are not names of --vector "
+                             f"({', '.join(names)})")
+        if len(set(self.heldout_vectors)) == len(names):
+            raise ValueError("field 'heldout_vectors': every vector is held out; keep at least "
+                             "one for training")
+        return self
+
+    def vector_paths(self) -> dict[str, Path]:
+        """``{name: path}`` in the order given."""
+        return {n: Path(p) for n, p in map(split_vector, self.vector)}

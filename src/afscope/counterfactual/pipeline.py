@@ -83,30 +83,34 @@ def generation_params(cfg: CounterfactualConfig) -> GenerationParams:
 
 def generate_all(cfg: CounterfactualConfig, run: Run, lm: LoadedModel, items: Sequence[dict[str, Any]],
                  meta: dict[str, Any], steering: Callable[[dict[str, Any]], Steering | None] | None
-                 = None) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """Generate every item not yet in ``OUT/generations.jsonl``; return id -> row and the store
-    meta (the identity of the generations, which the label store records)."""
+                 = None, *, name: str = GENERATIONS_FILE
+                 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Generate every item not yet in ``OUT/<name>`` (``generations.jsonl``); return id -> row
+    and the store meta (the identity of the generations, which the label store records)."""
     params = generation_params(cfg)
     full_meta = {"model": lm.info.name, "model_fingerprint": lm.info.fingerprint,
                  "dtype": lm.info.dtype, "params": params.to_dict(), "template": cfg.template,
                  **meta}
-    store = _store(cfg, GENERATIONS_FILE, full_meta)
-    with run.timer("generate"):
+    store = _store(cfg, name, full_meta)
+    what = name.removesuffix(".jsonl")
+    with run.timer("generate" if name == GENERATIONS_FILE else what):
         store, stats, taken = _fill(
             cfg, store, [it["id"] for it in items],
             lambda s: generate_rows(lm.model, lm.tokenizer, items, s, params, steering=steering,
                                     batch_size=cfg.batch_size, template=cfg.template,
                                     description="generating", shard=shard_of(cfg)))
     out = {"done": stats.done, "skipped": stats.skipped}
-    run.add_output("generations", {**out, "from_shards": taken} if taken else out)
-    logger.info("generations: %d new, %d resumed", stats.done, stats.skipped)
+    run.add_output(what, {**out, "from_shards": taken} if taken else out)
+    logger.info("%s: %d new, %d resumed", what, stats.done, stats.skipped)
     wanted = {it["id"] for it in my_items(items, cfg)}
     return {r["id"]: r for r in store.rows() if r["id"] in wanted}, full_meta
 
 
 def label_all(cfg: CounterfactualConfig, run: Run, rows: Sequence[dict[str, Any]],
-              gen_meta: dict[str, Any], backend: Any = None) -> dict[str, dict[str, Any]]:
-    """Behaviour labels of every generation (``afscope.judge``), resumable in OUT/labels.jsonl.
+              gen_meta: dict[str, Any], backend: Any = None, *, name: str = LABELS_FILE
+              ) -> dict[str, dict[str, Any]]:
+    """Behaviour labels of every generation (``afscope.judge``), resumable in ``OUT/<name>``
+    (``labels.jsonl``).
 
     Judge input rows are ``{"id", "prompt": user request, "response"}``. ``backend`` is the LLM
     judge for ``judge`` llm/both (default: ``afscope.judge`` builds it from ``cfg.llm``); rules
@@ -119,15 +123,16 @@ def label_all(cfg: CounterfactualConfig, run: Run, rows: Sequence[dict[str, Any]
     if jcfg.uses_llm:
         run.add_model("judge", {"backend": jcfg.llm.backend, "model": jcfg.llm.model})
     meta = {**judge_meta(jcfg), "generations": sha256_json(gen_meta)}
-    store = _store(cfg, LABELS_FILE, meta)
+    store = _store(cfg, name, meta)
     inputs = [{"id": r["id"], "prompt": r["user_prompt"], "response": r["response"]} for r in rows]
-    with run.timer("judge"):
+    what = "judge" if name == LABELS_FILE else name.removesuffix(".jsonl")
+    with run.timer(what):
         store, stats, _ = _fill(cfg, store, [r["id"] for r in rows],
                                 lambda s: judge_rows(inputs, s, jcfg, backend))
     if stats.backend_errors:
         logger.warning("judge: %d answers not labelled (backend errors); rerun to retry",
                        stats.backend_errors)
-    run.add_output("judge", stats.to_dict())
+    run.add_output(what, stats.to_dict())
     wanted = {r["id"] for r in rows}
     return {r["id"]: r for r in store.rows() if r["id"] in wanted}
 
@@ -143,12 +148,14 @@ def check_row(row: dict[str, Any] | None, scenario: Scenario, key: str, path: Pa
 
 
 def finish(cfg: CounterfactualConfig, run: Run, records: list[dict[str, Any]], n_unlabelled: int,
-           lengths: list[tuple[int, int]], *, before: str, after: str, by: Sequence[str] = ()
-           ) -> BuildResult:
-    """Split by scenario, compute stats (warning below ``min_changed_rate``), write the files."""
+           lengths: list[tuple[int, int]], *, before: str, after: str, by: Sequence[str] = (),
+           extra: dict[str, Any] | None = None) -> BuildResult:
+    """Split by scenario, compute stats (warning below ``min_changed_rate``), write the files;
+    ``extra`` entries are added to the stats."""
     train, test = split_by_scenario(records, cfg.test_fraction, cfg.seed)
     stats = summarize(train, test, before=before, after=after, lengths=lengths,
                       n_unlabelled=n_unlabelled, min_changed_rate=cfg.min_changed_rate, by=by)
+    stats.update(extra or {})
     paths = write_dataset(Path(cfg.out), train, test, stats)
     for name, p in paths.items():
         run.add_output(f"{name}_file", str(p))

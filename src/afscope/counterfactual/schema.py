@@ -51,12 +51,14 @@ OUR_CONTEXT_FIELDS: tuple[str, ...] = (
 )
 CONTEXT_FIELDS: tuple[str, ...] = SEED_CONTEXT_FIELDS + OUR_CONTEXT_FIELDS
 
-#: a steering-prediction record: one scenario x layer x alpha.
+#: a steering-prediction record: one scenario x vector x layer x alpha (``alpha_scale``: the
+#: multiple of the vector's calibrated alpha, null without calibration).
 STEERING_FIELDS: tuple[str, ...] = (
     "id", "request_id", "scenario", "label", "user_prompt", "system_prompt", "prompt_full",
     "unsteered_response", "steered_response", "behaviour_unsteered", "behaviour_steered",
-    "af_unsteered", "af_steered", "changed", "vector_path", "vector_sha256", "layer", "alpha",
-    "positions", "judge_method", "model",
+    "af_unsteered", "af_steered", "changed", "vector_name", "vector_source", "vector_path",
+    "vector_sha256", "heldout_vector", "layer", "alpha", "alpha_scale", "positions",
+    "judge_method", "model",
 )
 
 
