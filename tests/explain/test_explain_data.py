@@ -216,13 +216,41 @@ def test_steering_vectors_stored_once_as_unit_signed_directions(tmp_path):
     assert ex.unit == "s3" and ex.meta["alpha"] == -4.0
     assert ex.messages[1].content.startswith(
         f"A steering vector {VECTOR_MARKER} is added to the model's residual stream after layer 1 "
-        "with strength -4.\n\nPrompt:\ndo s3\n\n")
+        "with strength 4.\n\nPrompt:\ndo s3\n\n")
     assert next(e for e in train if e.id == "s1:L2:a2").reference == {"before": "refuse",
                                                                         "after": "partial"}
     assert {e.unit for e in train}.isdisjoint({e.unit for e in test})
     again, _ = build(tmp_path, "again", task="steering", source=src)
     for name in (TRAIN_FILE, TEST_FILE, VECTORS_FILE):
         assert (again / name).read_bytes() == (out / name).read_bytes()
+
+
+def test_steering_calibrated_heldout_family_is_novel_and_hides_the_raw_alpha(tmp_path):
+    src, vec, sha = steering_folder(tmp_path)
+    rows = json.loads((src / "test.json").read_text())
+    for r in rows:
+        r.update(vector_name="ref", vector_source="diffmean", heldout_vector=True,
+                 alpha_scale=-1.0 if r["alpha"] < 0 else (0.0 if r["alpha"] == 0 else 1.0))
+    (src / "test.json").write_text(json.dumps(rows))
+    train_rows = json.loads((src / "train.json").read_text())
+    for r in train_rows:
+        r.update(heldout_vector=False, alpha_scale=None)
+    (src / "train.json").write_text(json.dumps(train_rows))
+    out, _ = build(tmp_path, task="steering", source=src)
+    test, train = read_examples(out / TEST_FILE), read_examples(out / TRAIN_FILE)
+    assert all(e.reference["novel"] is True for e in test)
+    assert all(e.reference["novel"] is False for e in train)
+    ex = next(e for e in test if e.id == "s3:L1:a-4")
+    # the raw alpha (-4) names the vector family and the sign is in the direction: neither shows
+    assert "with 1 times its calibrated strength." in ex.messages[1].content
+    assert "-" not in ex.messages[1].content.split("strength")[0][-20:]
+    assert ex.meta["alpha_scale"] == -1.0 and ex.meta["vector_name"] == "ref"
+    tr = next(e for e in train if e.id == "s1:L1:a2")
+    assert "with strength 2." in tr.messages[1].content
+    rows[0]["alpha_scale"] = "one"
+    (src / "test.json").write_text(json.dumps(rows))
+    with pytest.raises(DataError, match="alpha_scale.*finite number or null"):
+        build(tmp_path, "bad", task="steering", source=src)
 
 
 def test_steering_hash_mismatch_names_the_record(tmp_path):

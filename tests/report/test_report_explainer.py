@@ -505,3 +505,34 @@ def test_behaviour_tasks_get_a_changed_f1_verdict_and_a_constant_answer_warning(
     assert "beats majority" in f1 and f1.endswith("it beats every baseline.")
     assert any(x.startswith(f"{A} on context_ablation: the majority answer matches every "
                             "changed example") for x in v)
+
+
+def test_steering_held_out_vector_family_gets_its_own_verdict():
+    from afscope.report.explainer import explainer_verdicts
+    from afscope.report.schema import ExplainEval
+
+    def rows(n_right_heldout: int) -> list[dict[str, Any]]:
+        out = []
+        for i in range(16):
+            before, after = ("comply", "refuse") if i % 2 == 0 else ("comply", "comply")
+            answer = change_sentence(before, after)
+            heldout = i >= 8
+            right = (i - 8 < n_right_heldout) if heldout else True
+            out.append({"id": f"st{i}", "task": "steering", "question_type": "steering_prediction",
+                        "answer": answer, "prediction": answer if right else "nope",
+                        "reference": {"before": before, "after": after, "novel": heldout},
+                        "changed": before != after})
+        return out
+
+    data = metrics_dict()
+    data["table"] = [_row(A, "self", "trained", rows(8)),
+                     _row(A, "self", "shuffled_vector", rows(0))]
+    data["conditions"] = ["trained", "shuffled_vector"]
+    data["explainers"] = data["explainers"][:1]
+    data["examples"], data["train_curves"] = [], {}
+    v = [x.text for x in explainer_verdicts(ExplainEval.model_validate(data))]
+    held = [x for x in v if x.startswith(f"{A} (self) on steering, held-out vector family "
+                                         "examples")]
+    assert len(held) == 1 and "trained content 1.000" in held[0] and "(n = 8)" in held[0]
+    assert "beats shuffled_vector (0.000" in held[0]
+    assert held[0].endswith("the explainer reads the vector.")

@@ -137,7 +137,8 @@ def _rid(r: dict[str, Any], path: Path, i: int) -> str:
 
 def _get(r: dict[str, Any], field: str, path: Path, rid: str, kind: str) -> Any:
     """Field ``field`` of record ``rid``, checked against ``kind``: ``text`` (non-empty str),
-    ``str?`` (str or null), ``bool``, ``int``, ``number``, ``label`` (a behaviour or null)."""
+    ``str?`` (str or null), ``bool``, ``int``, ``number``, ``number?`` (a number or null),
+    ``label`` (a behaviour or null)."""
     if field not in r:
         raise DataError(f"{path}: record {rid!r}: field {field!r} is missing")
     v = r[field]
@@ -147,11 +148,14 @@ def _get(r: dict[str, Any], field: str, path: Path, rid: str, kind: str) -> Any:
         "bool": isinstance(v, bool),
         "int": isinstance(v, int) and not isinstance(v, bool),
         "number": isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+        "number?": v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)
+                                 and math.isfinite(v)),
         "label": v is None or v in BEHAVIOURS,
     }[kind]
     if not ok:
         want = {"text": "a non-empty string", "str?": "a string or null", "bool": "true or false",
                 "int": "an integer", "number": "a finite number",
+                "number?": "a finite number or null",
                 "label": f"one of {list(BEHAVIOURS)} (or null)"}[kind]
         raise DataError(f"{path}: record {rid!r}: field {field!r}: expected {want}, got {v!r}")
     return v
@@ -244,14 +248,22 @@ def steering_key(sha256: str, layer: int, alpha: float) -> str:
     return f"steer:{sha256[:12]}:L{layer}:{'+' if alpha > 0 else '-'}"
 
 
-def steering_prompt(user_prompt: str, layer: int, alpha: float, system_prompt: str | None = None
-                    ) -> str:
-    """The user turn of a steering example (one :data:`VECTOR_MARKER`)."""
+def steering_prompt(user_prompt: str, layer: int, alpha: float, system_prompt: str | None = None,
+                    *, calibrated: bool = False) -> str:
+    """The user turn of a steering example (one :data:`VECTOR_MARKER`).
+
+    Only the strength's magnitude is written: the sign is in the injected direction, so a reader
+    of the text alone cannot tell adding a vector from subtracting it. ``calibrated``: ``alpha``
+    is a multiple of the vector's calibrated strength (raw alphas differ per vector family and
+    would name the family in the text).
+    """
     shown = f"Prompt:\n{user_prompt}"
     if system_prompt:
         shown = f"System prompt:\n{system_prompt}\n\n{shown}"
+    strength = (f"{abs(alpha):g} times its calibrated strength" if calibrated
+                else f"strength {abs(alpha):g}")
     return (f"A steering vector {VECTOR_MARKER} is added to the model's residual stream after "
-            f"layer {layer} with strength {alpha:g}.\n\n{shown}\n\nHow would the model's "
+            f"layer {layer} with {strength}.\n\n{shown}\n\nHow would the model's "
             "behaviour change?")
 
 
@@ -286,7 +298,9 @@ def build_steering(cfg: ExplainDataConfig) -> TaskData:
     """Task 2: one example per steering record, its unit direction stored per (sha, layer, sign).
 
     Records with alpha 0 (the unsteered answer against itself: no direction) and records with an
-    unlabelled answer are skipped and counted.
+    unlabelled answer are skipped and counted. A record of a held-out vector
+    (``heldout_vector: true``) is ``novel`` in its reference, so the metrics report the held-out
+    family apart (``novel`` / ``familiar`` subsets).
     """
     folder = cfg.input_path
     records = read_counterfactual(folder)
@@ -326,6 +340,12 @@ def build_steering(cfg: ExplainDataConfig) -> TaskData:
             if norm == 0:
                 raise DataError(f"{path}: record {rid!r}: the steering direction of layer {layer} "
                                 "is all zeros")
+            scale = _get(r, "alpha_scale", path, rid, "number?") if "alpha_scale" in r else None
+            heldout = _get(r, "heldout_vector", path, rid, "bool") if "heldout_vector" in r \
+                else None
+            reference = {"before": before, "after": after}
+            if heldout is not None:
+                reference["novel"] = heldout
             key = steering_key(sha, layer, alpha)
             if key not in vectors:
                 vectors[key] = (math.copysign(1.0, alpha) * v / norm).float().contiguous()
@@ -335,11 +355,13 @@ def build_steering(cfg: ExplainDataConfig) -> TaskData:
                 id=rid, task="steering", question_type="steering_prediction", unit=scenario,
                 messages=[Message(role="system", content=STEERING_SYSTEM),
                           Message(role="user",
-                                  content=steering_prompt(user, layer, alpha, system))],
-                answer=change_sentence(before, after), reference={"before": before, "after": after},
+                                  content=steering_prompt(user, layer, alpha if scale is None else scale,
+                                                  system, calibrated=scale is not None))],
+                answer=change_sentence(before, after), reference=reference,
                 changed=changed, vectors=[VectorRef(key=key, layer=layer)],
                 meta={"source_id": rid, "model": r.get("model"), "layer": layer, "alpha": alpha,
-                      "vector_sha256": sha, "vector_norm": norm,
+                      "alpha_scale": scale, "vector_sha256": sha, "vector_norm": norm,
+                      "vector_name": r.get("vector_name"), "vector_source": vec.source,
                       "positions": r.get("positions"), "label": r.get("label")}))
     stats = {"skipped": dict(skipped),
              "inputs": {"source": _files_info(folder), "vectors": models}}

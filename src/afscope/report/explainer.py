@@ -66,6 +66,9 @@ SPLITS: dict[str, tuple[str, str, tuple[str, str]]] = {
     "features": ("token_f1", "token F1", ("novel", "familiar")),
 }
 
+#: how a verdict names a subset where the task gives it a meaning of its own.
+SUBSET_NAMES: dict[tuple[str, str], str] = {("steering", "novel"): "held-out vector family"}
+
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 Triple = tuple[float, float, float]
@@ -172,12 +175,16 @@ def _split_warnings(idx: _Index, label: str, task: str) -> list[Verdict]:
 
 
 def _verdict_subsets(idx: _Index, label: str, task: str) -> list[str]:
-    """``"all"``, then the subset where reading the input matters most when the trained row has
-    it: the changed examples (behaviour tasks) or the novel features."""
+    """``"all"``, then the subsets where reading the input matters most when the trained row has
+    them: the changed examples (behaviour tasks) or the novel features, and for steering the
+    held-out vector family (its ``novel`` subset)."""
     trained = idx.rows.get((label, TRAINED, task))
-    first = SPLITS.get(task, ("", "", ("",)))[2][0]
-    sub = trained.metrics.subsets.get(first) if trained is not None else None
-    return ["all", first] if sub and sub.get("n") else ["all"]
+    if trained is None:
+        return ["all"]
+    wanted = [SPLITS.get(task, ("", "", ("",)))[2][0]]
+    if task == "steering":
+        wanted.append("novel")
+    return ["all"] + [s for s in wanted if (trained.metrics.subsets.get(s) or {}).get("n")]
 
 
 def explainer_verdicts(ev: ExplainEval) -> list[Verdict]:
@@ -219,8 +226,9 @@ def _task_verdicts(idx: _Index, label: str, task: str, subset: str, relation: st
     """The verdicts of one explainer x task x subset (see :func:`explainer_verdicts`), on the
     first headline metric with a value or on the one titled ``column``."""
     out: list[Verdict] = []
+    shown = SUBSET_NAMES.get((task, subset), subset)
     where = f"{label} ({relation}) on {task}" + ("" if subset == "all" else
-                                                 f", {subset} examples")
+                                                 f", {shown} examples")
     trained = idx.rows.get((label, TRAINED, task))
     primary = _primary(trained, subset, column) if trained is not None else None
     if primary is None and column is not None:
