@@ -42,3 +42,26 @@ def test_cli_steering_parses_lists(tiny_model_dir, tmp_path):
                                                              (2, 4.0)]
     assert {r["positions"] for r in recs} == {"last"}
     assert "by_alpha" in res.output
+
+
+def test_cli_steering_families_print_calibration_and_rate_per_vector(tiny_model_dir, tmp_path):
+    import torch
+
+    from afscope.models import load_model
+    from afscope.steer.vectors import SteeringVector
+
+    info = load_model(str(tiny_model_dir)).info
+    paths = []
+    for i, src in enumerate(("diffmean", "refusal")):
+        g = torch.Generator().manual_seed(i)
+        paths.append(SteeringVector({2: torch.randn(info.d_model, generator=g)}, model=info.name,
+                                    model_fingerprint=info.fingerprint, source=src).save(
+            tmp_path / f"{src}.safetensors"))
+    out = tmp_path / "run"
+    res = CliRunner().invoke(command, [
+        "steering", "--model", str(tiny_model_dir), "--out", str(out),
+        "--vector", f"af={paths[0]},ref={paths[1]}", "--alphas=-1,1", "--calibrate", "0.5",
+        "--calibration-n", "2", "--calibration-scales", "1,3", "--n", "4", "--max-tokens", "4"])
+    assert res.exit_code == 0, res.output
+    assert "by_vector_name: af " in res.output and "by_alpha_scale: " in res.output
+    assert "calibrated af:L2:+: alpha " in res.output and "calibrated ref:L2:-: alpha" in res.output

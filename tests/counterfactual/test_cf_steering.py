@@ -163,6 +163,8 @@ def test_steering_config_refuses_unknown_or_all_heldout_vectors(tmp_path):
         SteeringConfig(vector="a=x.st,b=y.st", heldout_vectors=["a", "b"])
     with pytest.raises(ValidationError, match="duplicate names"):
         SteeringConfig(vector="a=x.st,a=y.st")
+    with pytest.raises(ValidationError, match="one process"):
+        SteeringConfig(vector="a=x.st", calibrate=0.3, shard="0/2")
     assert list(SteeringConfig(vector=str(tmp_path / "v")).vector_paths()) == ["v"]
 
 

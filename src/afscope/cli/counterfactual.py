@@ -32,10 +32,15 @@ def _print_stats(stats: dict[str, Any], out: Any, before: str, after: str) -> No
     if stats["mean_response_tokens"] is not None:
         lines.append(f"mean response: {stats['mean_response_tokens']:.1f} tokens, "
                      f"{stats['mean_response_chars']:.0f} chars")
-    for key in ("changed_rate_by_layer", "changed_rate_by_alpha"):
+    for key in ("changed_rate_by_vector_name", "changed_rate_by_layer", "changed_rate_by_alpha",
+                "changed_rate_by_alpha_scale"):
         if key in stats:
             lines.append(key.removeprefix("changed_rate_") + ": " + ", ".join(
                 f"{k} {'n/a' if v is None else f'{v:.1%}'}" for k, v in stats[key].items()))
+    for k, row in ((stats.get("calibration") or {}).get("keys") or {}).items():
+        lines.append(f"calibrated {k}: alpha {row['alpha']:.3g} ({row['scale']:g}x the residual "
+                     f"norm) changed {row['changed_rate']:.0%} of calibration prompts"
+                     + ("" if row["reached"] else " [yellow](target not reached)[/]"))
     if stats["n_unlabelled"]:
         lines.append(f"{stats['n_unlabelled']} left out (unlabelled answers; rerun to retry)")
     if stats["low_changed_rate"]:

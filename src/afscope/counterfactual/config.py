@@ -181,6 +181,10 @@ class SteeringConfig(CounterfactualConfig):
         if unknown:
             raise ValueError(f"field 'heldout_vectors': {unknown} are not names of --vector "
                              f"({', '.join(names)})")
+        if self.calibrate is not None and self.shard is not None:
+            raise ValueError("fields 'calibrate' and 'shard': calibration decides each alpha "
+                             "from the answers of the one before, so it runs in one process; "
+                             "drop --shard")
         if len(set(self.heldout_vectors)) == len(names):
             raise ValueError("field 'heldout_vectors': every vector is held out; keep at least "
                              "one for training")

@@ -129,6 +129,26 @@ def _diffmean_sets(cfg: DiffMeanConfig) -> tuple[Dataset, Dataset]:
     return pos, neg
 
 
+def _target(cfg: Any, run: Any, lm: LoadedModel | None) -> tuple[LoadedModel, list[int]]:
+    """The model a vector is built in (``lm`` when the caller holds it) and the resolved
+    ``cfg.layers`` (every layer when unset), both recorded in the manifest."""
+    with run.timer("load_model"):
+        lm = lm if lm is not None else load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
+    run.add_model("model", lm.info.to_dict())
+    layers = (list(range(lm.info.n_layers)) if cfg.layers is None
+              else resolve_layers(cfg.layers, lm.info.n_layers))
+    return lm, layers
+
+
+def _write(run: Any, vec: SteeringVector, out: Path) -> Path:
+    """Save ``vec`` to ``out/vector.safetensors`` and record it, its layers and norms."""
+    path = vec.save(Path(out) / VECTOR_FILE)
+    run.add_output("vector", str(path))
+    run.add_output("layers", vec.layers)
+    run.add_output("norms", {str(k): round(v, 6) for k, v in vec.norms.items()})
+    return path
+
+
 def run_diffmean(cfg: DiffMeanConfig, *, lm: LoadedModel | None = None) -> Path:
     """``afscope steer vector diffmean``: write ``cfg.out/vector.safetensors`` and a manifest."""
     with start_run("steer vector diffmean", cfg.to_dict(), cfg.out) as run:
@@ -144,21 +164,12 @@ def run_diffmean(cfg: DiffMeanConfig, *, lm: LoadedModel | None = None) -> Path:
             guard = LeakageGuard(evals, threshold=cfg.leakage_threshold)
             guard.check(set_a, purpose="steering vector set A")
             guard.check(set_b, purpose="steering vector set B")
-        with run.timer("load_model"):
-            lm = lm if lm is not None else load_model(cfg.model, dtype=cfg.dtype,
-                                                       device=cfg.device)
-        run.add_model("model", lm.info.to_dict())
-        layers = (list(range(lm.info.n_layers)) if cfg.layers is None
-                  else resolve_layers(cfg.layers, lm.info.n_layers))
+        lm, layers = _target(cfg, run, lm)
         with run.timer("diffmean"):
             vec = diffmean_vector(lm, set_a, set_b, layers, mask=cfg.mask,
                                   skip_first=cfg.skip_first, weighting=cfg.weighting,
                                   max_length=cfg.max_length, batch_tokens=cfg.batch_tokens)
-        path = vec.save(Path(cfg.out) / VECTOR_FILE)
-        run.add_output("vector", str(path))
-        run.add_output("layers", vec.layers)
-        run.add_output("norms", {str(k): round(v, 6) for k, v in vec.norms.items()})
-    return path
+        return _write(run, vec, cfg.out)
 
 
 def request_sets(lm: LoadedModel, n: int, seed: int, template: str | None = None
@@ -197,18 +208,10 @@ def refusal_vector(lm: LoadedModel, layers: list[int], *, n: int = 128, seed: in
 def run_refusal(cfg: RefusalVectorConfig, *, lm: LoadedModel | None = None) -> Path:
     """``afscope steer vector refusal``: write ``cfg.out/vector.safetensors`` and a manifest."""
     with start_run("steer vector refusal", cfg.to_dict(), cfg.out) as run:
-        with run.timer("load_model"):
-            lm = lm if lm is not None else load_model(cfg.model, dtype=cfg.dtype,
-                                                       device=cfg.device)
-        run.add_model("model", lm.info.to_dict())
-        layers = (list(range(lm.info.n_layers)) if cfg.layers is None
-                  else resolve_layers(cfg.layers, lm.info.n_layers))
+        lm, layers = _target(cfg, run, lm)
         with run.timer("diffmean"):
             vec = refusal_vector(lm, layers, n=cfg.n, seed=cfg.seed, template=cfg.template)
-        path = vec.save(Path(cfg.out) / VECTOR_FILE)
-        run.add_output("vector", str(path))
-        run.add_output("norms", {str(k): round(v, 6) for k, v in vec.norms.items()})
-    return path
+        return _write(run, vec, cfg.out)
 
 
 def random_vector(like: SteeringVector, seed: int = 0, *,
@@ -236,10 +239,7 @@ def run_random(cfg: RandomVectorConfig) -> Path:
         like = load_vector(like_path)
         vec = random_vector(like, cfg.seed, created_from={
             "like": str(like_path), "like_sha256": sha256_file(like_path)})
-        path = vec.save(Path(cfg.out) / VECTOR_FILE)
-        run.add_output("vector", str(path))
-        run.add_output("norms", {str(k): round(v, 6) for k, v in vec.norms.items()})
-    return path
+        return _write(run, vec, cfg.out)
 
 
 def probe_vector(probe: Any, *, model: str | None = None,
@@ -285,10 +285,7 @@ def run_probe_vector(cfg: ProbeVectorConfig) -> Path:
         probe = load_probe(cfg.probe)
         vec = probe_vector(probe, model=cfg.model, created_from={
             "probe": str(cfg.probe), "probe_sha256": sha256_file(Path(cfg.probe) / WEIGHTS_FILE)})
-        path = vec.save(Path(cfg.out) / VECTOR_FILE)
-        run.add_output("vector", str(path))
-        run.add_output("layers", vec.layers)
-    return path
+        return _write(run, vec, cfg.out)
 
 
 def sae_vector(sae: Any, feature: int, *, layer: int | None = None, normalize: bool = True,
@@ -322,7 +319,4 @@ def run_sae_vector(cfg: SAEVectorConfig) -> Path:
         vec = sae_vector(sae, cfg.feature, layer=cfg.layer, normalize=cfg.normalize,
                          created_from={"sae": str(cfg.sae),
                                        "sae_sha256": sha256_file(Path(cfg.sae) / WEIGHTS_FILE)})
-        path = vec.save(Path(cfg.out) / VECTOR_FILE)
-        run.add_output("vector", str(path))
-        run.add_output("layers", vec.layers)
-    return path
+        return _write(run, vec, cfg.out)
