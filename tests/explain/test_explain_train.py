@@ -408,3 +408,25 @@ def test_split_units_keeps_units_whole_and_is_seeded(tmp_path):
     assert len({e.unit for e in val}) == 3  # round(0.3 * 9 units)
     assert [e.id for e in split_units(examples, 0.3, seed=0)[1]] == [e.id for e in val]
     assert split_units(examples, 0.0, seed=0) == (examples, [])
+
+
+def test_balance_changed_repeats_changed_examples_per_task(tmp_path):
+    from afscope.explain.train import balance_changed
+
+    examples, _ = load_tasks([context_folder(tmp_path)])
+    # keep 2 changed units of the 9 so the set is imbalanced like real steering data
+    changed_units = sorted({e.unit for e in examples if e.changed})[:2]
+    ex = [e for e in examples if not e.changed or e.unit in changed_units]
+    feats = [e.model_copy(update={"task": "features", "id": f"f{i}", "changed": None})
+             for i, e in enumerate(ex[:5])]
+    n_ch = sum(e.changed is True for e in ex)
+    n_un = sum(e.changed is False for e in ex)
+    assert 0 < n_ch < n_un
+    out = balance_changed(ex + feats, seed=0)
+    assert sum(e.changed is True for e in out) == n_un
+    assert sum(e.changed is False for e in out) == n_un
+    assert [e for e in out if e.task == "features"] == feats
+    assert {e.id for e in out} == {e.id for e in ex + feats}  # repeats only, nothing new
+    assert [e.id for e in balance_changed(ex, seed=0)] == [e.id for e in balance_changed(ex, 0)]
+    balanced = balance_changed(out, seed=0)
+    assert len(balanced) == len(out)  # already balanced: unchanged

@@ -169,6 +169,9 @@ class ExplainTrainConfig(TrainScaleFields):
                                         "seeded units (features/scenarios) of each task, after "
                                         "the validation split: the smaller, nested training sets "
                                         "of a data-scaling curve.")
+    balance_changed: bool = Field(False, description="Repeat each behaviour task's changed "
+                                  "training examples until they match its unchanged ones (a "
+                                  "10-15%-changed set otherwise trains the answer 'no change').")
     eval_steps: int = Field(20, gt=0, description="Evaluate (and checkpoint) every N steps.")
     eval_size: int = Field(64, gt=0, description="Fixed validation subset size (same rows at "
                            "every evaluation).")

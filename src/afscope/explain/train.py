@@ -137,6 +137,27 @@ def subsample_units(examples: Sequence[Example], n: int, seed: int) -> list[Exam
     return [e for e in examples if (e.task, e.unit) in keep]
 
 
+def balance_changed(examples: Sequence[Example], seed: int) -> list[Example]:
+    """The examples with each task's changed ones repeated until they are as many as its
+    unchanged ones (whole copies, then a seeded sample of the rest).
+
+    Why: where 10-15% of steering or context-ablation examples change, the cheapest loss is
+    "no change" everywhere, and a short run learns exactly that (trained = majority). Balancing
+    the training stream makes a change worth predicting; evaluation keeps the natural mix.
+    Tasks without both kinds (feature descriptions) pass through unchanged.
+    """
+    rng = random.Random(seed)
+    out = list(examples)
+    for task in sorted({e.task for e in examples}):
+        changed = [e for e in examples if e.task == task and e.changed is True]
+        unchanged = sum(e.task == task and e.changed is False for e in examples)
+        if not changed or unchanged <= len(changed):
+            continue
+        copies, rest = divmod(unchanged, len(changed))
+        out += changed * (copies - 1) + rng.sample(changed, rest)
+    return out
+
+
 def training_subset(examples: Sequence[Example], meta: dict[str, Any]) -> list[Example]:
     """The training examples an explainer saw when it trained on a subset (``max_train_units``
     in its ``explainer.json``): its training units after the validation split, subsampled the
@@ -473,6 +494,7 @@ def train_explainer(cfg: ExplainTrainConfig, *, lm: LoadedModel | None = None
             "data_sha256": [sha256_file(Path(f) / TRAIN_FILE) for f in cfg.data],
             "weights": cfg.weights, "max_length": cfg.max_length, "seed": cfg.seed,
             "val_fraction": cfg.val_fraction, "max_train_units": cfg.max_train_units,
+            "balance_changed": cfg.balance_changed,
         }
         if resume_from is not None:
             old = read_explainer(out)
@@ -483,6 +505,10 @@ def train_explainer(cfg: ExplainTrainConfig, *, lm: LoadedModel | None = None
         train_ex, val_ex = split_units(examples, cfg.val_fraction, cfg.seed)
         if cfg.max_train_units is not None:
             train_ex = subsample_units(train_ex, cfg.max_train_units, cfg.seed)
+        if cfg.balance_changed:
+            n_before = len(train_ex)
+            train_ex = balance_changed(train_ex, cfg.seed)
+            run.add_output("balance_changed", {"examples": n_before, "balanced": len(train_ex)})
         enc_train, dropped = encode_examples(lm.tokenizer, train_ex, max_length=cfg.max_length,
                                              weights=cfg.weights, placeholder=meta["placeholder"])
         enc_val, _ = encode_examples(lm.tokenizer, val_ex, max_length=cfg.max_length,
