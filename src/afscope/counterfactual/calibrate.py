@@ -20,7 +20,7 @@ from typing import Any
 
 from afscope.counterfactual.config import SteeringConfig
 from afscope.counterfactual.pipeline import generate_all, label_all
-from afscope.counterfactual.scenarios import Scenario
+from afscope.counterfactual.scenarios import Scenario, scenario_messages
 from afscope.counterfactual.schema import behaviour_changed
 from afscope.generate import Steering, render_prompt
 from afscope.models import LoadedModel
@@ -58,18 +58,13 @@ def matched_to(vectors: list[NamedVector]) -> dict[str, str]:
             if v.like_sha256 in by_sha and by_sha[v.like_sha256] != v.name}
 
 
-def _messages(s: Scenario, system: str | None) -> list[dict[str, str]]:
-    head = [{"role": "system", "content": system}] if system else []
-    return [*head, {"role": "user", "content": s.text}]
-
-
 def residual_norms(lm: LoadedModel, prompts: list[Scenario], layers: list[int], cfg: SteeringConfig
                    ) -> dict[int, float]:
     """Mean residual norm at the last token of each rendered calibration prompt, per layer."""
     from afscope.data import Dataset, Record
     from afscope.steer.build import last_token_norms
 
-    recs = [Record(text=render_prompt(lm.tokenizer, _messages(s, cfg.system), cfg.template),
+    recs = [Record(text=render_prompt(lm.tokenizer, scenario_messages(s, cfg.system), cfg.template),
                    category="calibration", label=0, id=s.id) for s in prompts]
     return last_token_norms(lm, Dataset.from_records(recs, "calibration"), layers)
 
@@ -103,7 +98,7 @@ def calibrate_alphas(cfg: SteeringConfig, run: Run, lm: LoadedModel, vectors: li
                 for v in own for layer in layers for sg in signs for s in cfg.calibration_scales}
     by_name = {v.name: v for v in vectors}
     base = [{"id": f"cal:{p.id}:unsteered", "scenario_id": p.id, "user_prompt": p.text,
-             "prompt": _messages(p, cfg.system), "cal": None} for p in prompts]
+             "prompt": scenario_messages(p, cfg.system), "cal": None} for p in prompts]
     items = list(base)
     meta = {"task": "steering-calibration", "positions": cfg.positions, "system": cfg.system,
             "vectors": {v.name: v.sha256 for v in own}}

@@ -29,6 +29,12 @@ class Scenario:
     label: str
 
 
+def scenario_messages(s: Scenario, system: str | None) -> list[dict[str, str]]:
+    """The chat of a scenario: its request, after ``system`` when one is set."""
+    head = [{"role": "system", "content": system}] if system else []
+    return [*head, {"role": "user", "content": s.text}]
+
+
 def load_scenarios(cfg: Any) -> list[Scenario]:
     """Scenarios per ``cfg`` (a :class:`~afscope.counterfactual.config.CounterfactualConfig`).
 

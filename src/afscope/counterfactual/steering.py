@@ -34,7 +34,12 @@ from afscope.counterfactual.pipeline import (
     my_items,
     shard_of,
 )
-from afscope.counterfactual.scenarios import Scenario, load_scenarios, scenarios_info
+from afscope.counterfactual.scenarios import (
+    Scenario,
+    load_scenarios,
+    scenario_messages,
+    scenarios_info,
+)
 from afscope.counterfactual.schema import GENERATIONS_FILE, behaviour_changed, split_by_scenario
 from afscope.fileio import sha256_file
 from afscope.generate import Steering, render_prompt
@@ -52,11 +57,6 @@ def condition_key(layer: int, alpha: float, vector: str | None = None) -> str:
     return f"{vector}:{key}" if vector else key
 
 
-def _messages(s: Scenario, system: str | None) -> list[dict[str, str]]:
-    head = [{"role": "system", "content": system}] if system else []
-    return [*head, {"role": "user", "content": s.text}]
-
-
 def steering_items(scenarios: list[Scenario], conditions: list[dict[str, Any]],
                    system: str | None, test_scenarios: set[str] = frozenset()
                    ) -> list[dict[str, Any]]:
@@ -65,7 +65,7 @@ def steering_items(scenarios: list[Scenario], conditions: list[dict[str, Any]],
     ``test_scenarios``)."""
     items = []
     for s in scenarios:
-        base = {"scenario_id": s.id, "user_prompt": s.text, "prompt": _messages(s, system)}
+        base = {"scenario_id": s.id, "user_prompt": s.text, "prompt": scenario_messages(s, system)}
         items.append({**base, "id": f"{s.id}:{UNSTEERED}", "layer": None, "alpha": 0.0})
         items += [{**base, "id": f"{s.id}:{c['key']}", "vector": c["vector"],
                    "layer": c["layer"], "alpha": c["alpha"]}
@@ -171,7 +171,7 @@ def build_steering_dataset(cfg: SteeringConfig, *, lm: LoadedModel | None = None
             base_key = f"{s.id}:{UNSTEERED}"
             base, base_lab = gens[base_key], labels.get(base_key, {})
             lengths.append((base["n_new_tokens"], len(base["response"])))
-            full = render_prompt(lm.tokenizer, _messages(s, cfg.system), cfg.template)
+            full = render_prompt(lm.tokenizer, scenario_messages(s, cfg.system), cfg.template)
             for c in conditions:
                 if c["heldout"] and s.scenario not in test_scenarios:
                     continue
