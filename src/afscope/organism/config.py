@@ -113,7 +113,8 @@ class TrainScaleFields(BaseConfig):
 
     group_by_length: bool = Field(False, description=(
         "Batch examples of similar length together (seeded; saves padding when lengths vary a "
-        "lot). Off: a seeded random order."))
+        "lot). Off: a seeded random order. Counterfactual sets give every condition of a "
+        "scenario the same length, so a batch is then one scenario's conditions."))
     gradient_checkpointing: bool = Field(False, description=(
         "Recompute activations in the backward pass: far less memory for long examples and "
         "large models, ~30% more compute."))
