@@ -172,6 +172,8 @@ class SteeringConfig(CounterfactualConfig):
 
     @model_validator(mode="after")
     def _check(self) -> SteeringConfig:
+        if "vector" not in self.__dict__:
+            return self  # model_construct() without fields: nothing to check
         names = [split_vector(x)[0] for x in self.vector]
         if not names:
             raise ValueError("field 'vector': give at least one vector file")
