@@ -69,6 +69,12 @@ def residual_norms(lm: LoadedModel, prompts: list[Scenario], layers: list[int], 
     return last_token_norms(lm, Dataset.from_records(recs, "calibration"), layers)
 
 
+def key_name(key: Key) -> str:
+    """``<vector>:L<layer>:<+|->``: how a (vector, layer, sign) is named in ids and tables."""
+    name, layer, sign = key
+    return f"{name}:L{layer}:{'+' if sign > 0 else '-'}"
+
+
 def choose(tried: list[dict[str, Any]], target: float) -> tuple[dict[str, Any], bool]:
     """The calibration row kept from ``tried`` (rows ``{"scale", "alpha", "changed_rate"}`` in
     increasing scale) and whether it reaches ``target``: the first that does, else the highest
@@ -114,24 +120,22 @@ def calibrate_alphas(cfg: SteeringConfig, run: Run, lm: LoadedModel, vectors: li
     for s in cfg.calibration_scales:
         if not pending:
             break
-        items += [{**b, "id": f"cal:{b['scenario_id']}:{name}:L{layer}:{'+' if sg > 0 else '-'}"
-                   f"{s:g}", "cal": (name, layer, sg, s)}
-                  for (name, layer, sg) in sorted(pending) for b in base]
+        items += [{**b, "id": f"cal:{b['scenario_id']}:{key_name(k)}{s:g}", "cal": (*k, s)}
+                  for k in sorted(pending) for b in base]
         gens, gen_meta = generate_all(cfg, run, lm, items, meta, steering=steering_of,
                                       name=CAL_GENERATIONS)
         labels = label_all(cfg, run, [gens[it["id"]] for it in items], gen_meta, backend,
                            name=CAL_LABELS)
         for key in sorted(pending):
-            name, layer, sg = key
             changed = []
             for b in base:
                 before = labels.get(b["id"], {}).get("behaviour")
-                cid = f"cal:{b['scenario_id']}:{name}:L{layer}:{'+' if sg > 0 else '-'}{s:g}"
+                cid = f"cal:{b['scenario_id']}:{key_name(key)}{s:g}"
                 c = behaviour_changed(before, labels.get(cid, {}).get("behaviour"))
                 if c is not None:
                     changed.append(c)
             rate = sum(changed) / len(changed) if changed else 0.0
-            tried[key].append({"scale": s, "alpha": alpha_of[(name, layer, sg, s)],
+            tried[key].append({"scale": s, "alpha": alpha_of[(*key, s)],
                                "changed_rate": rate, "n": len(changed)})
             if rate >= cfg.calibrate:
                 pending.discard(key)
@@ -141,7 +145,7 @@ def calibrate_alphas(cfg: SteeringConfig, run: Run, lm: LoadedModel, vectors: li
         best, reached = choose(rows, cfg.calibrate)
         alphas[key] = best["alpha"]
         name, layer, sg = key
-        table[f"{name}:L{layer}:{'+' if sg > 0 else '-'}"] = {
+        table[key_name(key)] = {
             "vector": name, "layer": layer, "sign": sg, "alpha": best["alpha"],
             "scale": best["scale"], "changed_rate": best["changed_rate"],
             "reached": reached, "tried": rows}
