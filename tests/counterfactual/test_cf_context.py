@@ -6,6 +6,7 @@ import json
 import logging
 
 import pytest
+import torch
 from cf_helpers import CountingModel, context_cfg, tiny_lm
 
 from afscope.counterfactual import CONTEXT_FIELDS, build_context_dataset
@@ -138,3 +139,33 @@ def test_context_llm_judge_labels_and_unparsed_answers_are_left_out(tiny_model_d
     # rerun: nothing is judged again (parse failures are stored, as greedy would repeat them)
     build_context_dataset(cfg, lm=lm, backend=judge)
     assert judge.n == 6
+
+
+def test_context_adapter_is_the_organism_s_behaviour(tiny_model_dir, tmp_path):
+    """--adapter merges an organism LoRA into the target: the records are the organism's (its
+    name and answers), the same as passing the merged model in, and a server refuses it."""
+    from peft import LoraConfig, get_peft_model
+
+    from afscope.organism import load_organism
+    from afscope.organism.train import save_adapter
+
+    torch.manual_seed(5)
+    peft_model = get_peft_model(tiny_lm(tiny_model_dir).model,
+                                LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape))
+    org = save_adapter(peft_model, tmp_path / "org")
+    via_flag = build_context_dataset(context_cfg(tiny_model_dir, tmp_path / "flag", adapter=org))
+    merged = load_organism(tiny_lm(tiny_model_dir), org)
+    passed = build_context_dataset(context_cfg(tiny_model_dir, tmp_path / "lm"), lm=merged)
+    base = build_context_dataset(context_cfg(tiny_model_dir, tmp_path / "base"),
+                                 lm=tiny_lm(tiny_model_dir))
+    recs = via_flag.train + via_flag.test
+    assert {r["model"] for r in recs} == {f"{tiny_model_dir}+organism"}
+    answers = [r["response_monitored"] for r in recs]
+    assert answers == [r["response_monitored"] for r in passed.train + passed.test]
+    assert answers != [r["response_monitored"] for r in base.train + base.test]
+    with pytest.raises(ValueError, match="'adapter' is merged into a local model"):
+        context_cfg(tiny_model_dir, tmp_path / "s", adapter=org, server="http://127.0.0.1:1/v1")

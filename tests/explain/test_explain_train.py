@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from explain_tasks import context_folder, vector_folder
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from tiny_models import build_model
 
 from afscope.errors import ArtifactError, ConfigError, DataError
@@ -430,3 +430,70 @@ def test_balance_changed_repeats_changed_examples_per_task(tmp_path):
     assert [e.id for e in balance_changed(ex, seed=0)] == [e.id for e in balance_changed(ex, 0)]
     balanced = balance_changed(out, seed=0)
     assert len(balanced) == len(out)  # already balanced: unchanged
+
+
+def test_balance_changed_repeats_unchanged_examples_where_most_change(tmp_path):
+    """An organism's context ablation changes 70%: then the unchanged ones are repeated."""
+    from afscope.explain.train import balance_changed
+
+    examples, _ = load_tasks([context_folder(tmp_path)])
+    unchanged_units = sorted({e.unit for e in examples if not e.changed})[:1]
+    ex = [e for e in examples if e.changed or e.unit in unchanged_units]
+    n_ch = sum(e.changed is True for e in ex)
+    n_un = sum(e.changed is False for e in ex)
+    assert 0 < n_un < n_ch
+    out = balance_changed(ex, seed=0)
+    assert sum(e.changed is True for e in out) == n_ch
+    assert sum(e.changed is False for e in out) == n_ch
+    assert {e.id for e in out} == {e.id for e in ex}
+
+
+def _random_lora(model_dir: Path, folder: Path) -> Path:
+    """A LoRA adapter on the tiny llama with non-zero B (so merging it changes the weights)."""
+    from peft import LoraConfig, get_peft_model
+
+    from afscope.organism.train import save_adapter
+
+    torch.manual_seed(5)
+    peft_model = get_peft_model(load_model(str(model_dir)).model,
+                                LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape) * 0.5)
+    return save_adapter(peft_model, folder)
+
+
+def test_base_adapter_makes_the_organism_its_own_explainer(tmp_path, tiny_model_dir,
+                                                           tiny_tokenizer):
+    """--base-adapter: the explainer trains on base + merged organism LoRA; explainer.json names
+    the adapter and its hash; load_explainer rebuilds that model by itself (bit-identical
+    logits); an adapter whose weights changed since is refused."""
+    from afscope.explain.evaluate import _relation
+    from afscope.organism import load_organism
+
+    data = context_folder(tmp_path)
+    org = _random_lora(tiny_model_dir, tmp_path / "org")
+    out, _ = train_explainer(make_cfg(tiny_model_dir, [data], tmp_path / "run", max_steps=4,
+                                      val_fraction=0.0, base_adapter=org))
+    meta = read_explainer(out)
+    merged = load_organism(load_model(str(tiny_model_dir)), org)
+    assert meta["base_adapter"]["path"] == str(org.resolve())
+    assert meta["base_adapter"]["model"] == str(tiny_model_dir)
+    assert meta["model"]["name"].endswith("+organism")
+    assert meta["model"]["weights_sha256"] == merged.info.weights_sha256
+    assert _relation(meta["model"]["name"], [merged.info.name]) == "self"
+    assert _relation(meta["model"]["name"], ["gemma-3-270m"]) == "cross"
+
+    loaded, _ = load_explainer(out)  # no lm: the base is loaded and the adapter merged
+    _, batch = batch_of(tiny_tokenizer, load_tasks([data])[0][:4])
+    with_org = forward_logits(loaded.model, batch, meta)
+    again, _ = load_explainer(out, lm=load_organism(load_model(str(tiny_model_dir)), org))
+    torch.testing.assert_close(forward_logits(again.model, batch, meta), with_org, rtol=0, atol=0)
+    with pytest.raises(ConfigError, match="trained on base model"):
+        load_explainer(out, lm=load_model(str(tiny_model_dir)))
+
+    weights = load_file(str(org / WEIGHTS))
+    save_file({k: v * 2 for k, v in weights.items()}, str(org / WEIGHTS))
+    with pytest.raises(ConfigError, match="trained on base model"):
+        load_explainer(out)

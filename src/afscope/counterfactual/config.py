@@ -47,6 +47,8 @@ class CounterfactualConfig(BaseConfig):
     # target model and decoding
     model: str = Field("smollm2-135m-instruct", description="Target model: embedded name, local "
                        "HF folder or hub id.")
+    adapter: Path | None = Field(None, description="LoRA adapter folder (or `organism train` "
+                                 "run) merged into the target: the organism's own behaviour.")
     dtype: DType = Field("float32", description="Model dtype.")
     device: str = Field("cpu", description="Torch device of the target model.")
     template: str | None = Field(None, description="Chat template (Jinja) overriding the model's; "
@@ -105,6 +107,9 @@ class ContextConfig(CounterfactualConfig):
         if self.monitored_system.strip() == self.unmonitored_system.strip():
             raise ValueError("fields 'monitored_system' and 'unmonitored_system' are identical; "
                              "the ablation needs two different system prompts")
+        if self.server is not None and self.adapter is not None:
+            raise ValueError("'adapter' is merged into a local model; a server answers with its "
+                             "own weights (serve the organism there instead)")
         return self
 
 

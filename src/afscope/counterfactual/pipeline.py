@@ -41,10 +41,15 @@ logger = logging.getLogger(__name__)
 
 
 def load_target(cfg: CounterfactualConfig, run: Run, lm: LoadedModel | None) -> LoadedModel:
-    """The target model (``lm`` when the caller already holds it), recorded in the manifest."""
+    """The target model (``lm`` when the caller already holds it), with ``cfg.adapter`` merged
+    into it, recorded in the manifest."""
     if lm is None:
         with run.timer("load_model"):
             lm = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
+    if cfg.adapter is not None:
+        from afscope.organism.train import load_organism
+
+        lm = load_organism(lm, cfg.adapter)
     run.add_model("target", lm.info.to_dict())
     return lm
 

@@ -128,6 +128,11 @@ class ExplainTrainConfig(TrainScaleFields):
                              "train.jsonl; several folders = multi-task training).", min_length=1)
     model: str = Field("smollm2-135m-instruct", description="Explainer model: embedded name, "
                        "local HF folder or hub id (the target itself = self-explanation).")
+    base_adapter: Path | None = Field(None, description="A LoRA adapter folder (or `organism "
+                                      "train` run) merged into --model before the explainer's "
+                                      "own LoRA: with an organism as the target, the explainer "
+                                      "is then the model it explains (self-explanation proper), "
+                                      "not the organism's base.")
     out: Path = Field(Path("runs/explain-train"), description="Run directory: adapter/, "
                       "checkpoints/, explainer.json, train_log.json, manifest.json.")
     weights: dict[str, float] = Field(dict(SEED_WEIGHTS), description="Loss weight per "
@@ -169,9 +174,10 @@ class ExplainTrainConfig(TrainScaleFields):
                                         "seeded units (features/scenarios) of each task, after "
                                         "the validation split: the smaller, nested training sets "
                                         "of a data-scaling curve.")
-    balance_changed: bool = Field(False, description="Repeat each behaviour task's changed "
-                                  "training examples until they match its unchanged ones (a "
-                                  "10-15%-changed set otherwise trains the answer 'no change').")
+    balance_changed: bool = Field(False, description="Repeat each behaviour task's rarer "
+                                  "kind of training example (changed or unchanged) until it "
+                                  "matches the other (a 10-15%-changed set otherwise trains the "
+                                  "answer 'no change', a 70%-changed one 'change').")
     eval_steps: int = Field(20, gt=0, description="Evaluate (and checkpoint) every N steps.")
     eval_size: int = Field(64, gt=0, description="Fixed validation subset size (same rows at "
                            "every evaluation).")

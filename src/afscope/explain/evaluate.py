@@ -248,10 +248,12 @@ def explain_generate(lm: Any, meta: dict[str, Any], rows: Sequence[Encoded],
 
 
 def _relation(explainer_model: str, targets: Sequence[str]) -> str:
+    """``self`` when the explainer and every target share a base model (an organism explained by
+    its base, or by itself through ``--base-adapter``: the explainer's name says which)."""
     bases = {str(t).split("+", 1)[0] for t in targets if t}
     if not bases:
         return "unknown"
-    return "self" if bases == {explainer_model} else "cross"
+    return "self" if bases == {explainer_model.split("+", 1)[0]} else "cross"
 
 
 def _score_descriptions(rows: list[dict[str, Any]], cfg: ExplainEvalConfig, backend: Any) -> None:

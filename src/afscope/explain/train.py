@@ -62,10 +62,13 @@ from afscope.explain.schema import (
 from afscope.fileio import atomic_write_json, sha256_file
 from afscope.models import LoadedModel, load_model
 from afscope.organism.train import (
+    ADAPTER_WEIGHTS,
+    adapter_folder,
     check_bf16,
     global_count,
     rank_run,
     save_adapter,
+    load_organism,
     scale_args,
     target_modules,
     train_sampler,
@@ -138,23 +141,25 @@ def subsample_units(examples: Sequence[Example], n: int, seed: int) -> list[Exam
 
 
 def balance_changed(examples: Sequence[Example], seed: int) -> list[Example]:
-    """The examples with each task's changed ones repeated until they are as many as its
-    unchanged ones (whole copies, then a seeded sample of the rest).
+    """The examples with each task's rarer kind (changed or unchanged) repeated until it is as
+    many as the other (whole copies, then a seeded sample of the rest).
 
     Why: where 10-15% of steering or context-ablation examples change, the cheapest loss is
-    "no change" everywhere, and a short run learns exactly that (trained = majority). Balancing
-    the training stream makes a change worth predicting; evaluation keeps the natural mix.
+    "no change" everywhere, and a short run learns exactly that (trained = majority); where 70%
+    change (an organism's context ablation), it learns "change" everywhere. Balancing the
+    training stream makes both answers worth predicting; evaluation keeps the natural mix.
     Tasks without both kinds (feature descriptions) pass through unchanged.
     """
     rng = random.Random(seed)
     out = list(examples)
     for task in sorted({e.task for e in examples}):
-        changed = [e for e in examples if e.task == task and e.changed is True]
-        unchanged = sum(e.task == task and e.changed is False for e in examples)
-        if not changed or unchanged <= len(changed):
+        kinds = {flag: [e for e in examples if e.task == task and e.changed is flag]
+                 for flag in (True, False)}
+        rare, common = sorted(kinds.values(), key=len)
+        if not rare or len(rare) == len(common):
             continue
-        copies, rest = divmod(unchanged, len(changed))
-        out += changed * (copies - 1) + rng.sample(changed, rest)
+        copies, rest = divmod(len(common), len(rare))
+        out += rare * (copies - 1) + rng.sample(rare, rest)
     return out
 
 
@@ -407,6 +412,25 @@ def prepare_model(lm: LoadedModel, meta: dict[str, Any], seed: int = 0) -> None:
                                                    proj["d_explainer"], seed=seed))
 
 
+def base_adapter_info(cfg: ExplainTrainConfig) -> dict[str, Any] | None:
+    """What ``explainer.json`` records of ``--base-adapter``: the base model's name, the adapter
+    folder and its weights' hash (None without one)."""
+    if cfg.base_adapter is None:
+        return None
+    folder = adapter_folder(cfg.base_adapter)
+    return {"model": cfg.model, "path": str(folder.resolve()),
+            "sha256": sha256_file(folder / ADAPTER_WEIGHTS)}
+
+
+def load_base(meta: dict[str, Any], *, dtype: str = "float32", device: str = "cpu"
+              ) -> LoadedModel:
+    """The model an explainer was trained from: its base, with its ``base_adapter`` merged."""
+    merged = meta.get("base_adapter")
+    if not merged:
+        return load_model(meta["model"]["name"], dtype=dtype, device=device)
+    return load_organism(load_model(merged["model"], dtype=dtype, device=device), merged["path"])
+
+
 def load_explainer(run_dir: str | Path, *, lm: LoadedModel | None = None, dtype: str = "float32",
                    device: str = "cpu", adapter: str | Path | None = None
                    ) -> tuple[LoadedModel, dict[str, Any]]:
@@ -419,7 +443,7 @@ def load_explainer(run_dir: str | Path, *, lm: LoadedModel | None = None, dtype:
     run_dir = Path(run_dir)
     meta = read_explainer(run_dir)
     if lm is None:
-        lm = load_model(meta["model"]["name"], dtype=dtype, device=device)
+        lm = load_base(meta, dtype=dtype, device=device)
     check_base(meta["model"], lm, run_dir / EXPLAINER_FILE)
     prepare_model(lm, meta)
     folder = Path(adapter) if adapter is not None else run_dir / ADAPTER_DIR
@@ -449,7 +473,8 @@ def train_explainer(cfg: ExplainTrainConfig, *, lm: LoadedModel | None = None
                     ) -> tuple[Path, dict[str, Any]]:
     """Train (or resume) an explainer; returns ``(OUT, summary)``. See the module docstring.
 
-    ``lm``: a loaded explainer base model, wrapped in place by peft (pass a copy to keep it).
+    ``lm``: a loaded explainer base model, wrapped in place by peft (pass a copy to keep it);
+    ``cfg.base_adapter`` is merged into it first.
     Under torchrun / accelerate launch every rank trains (DDP); only rank 0 writes ``OUT``.
     """
     from transformers import EarlyStoppingCallback, TrainerCallback
@@ -476,6 +501,9 @@ def train_explainer(cfg: ExplainTrainConfig, *, lm: LoadedModel | None = None
         with run.timer("load_model"):
             if lm is None:
                 lm = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
+            merged = base_adapter_info(cfg)
+            if merged is not None:
+                lm = load_organism(lm, merged["path"])
         run.add_model("explainer", lm.info.to_dict())
         d_model = lm.info.d_model
         d_target = next(iter(vectors.values())).shape[0] if vectors else None
@@ -483,7 +511,7 @@ def train_explainer(cfg: ExplainTrainConfig, *, lm: LoadedModel | None = None
         with_proj = _needs_projector(cfg.projection, d_target, d_model)
         meta = {
             "kind": "afscope_explainer", "format_version": FORMAT_VERSION,
-            "model": _identity(lm), "mode": cfg.mode, "inject_layer": cfg.inject_layer,
+            "model": _identity(lm), "base_adapter": merged, "mode": cfg.mode, "inject_layer": cfg.inject_layer,
             "projection": {"layers": layers, "d_target": d_target, "d_explainer": d_model,
                            "init": "lens" if cfg.projection == "lens" else "default"}
             if with_proj else None,
