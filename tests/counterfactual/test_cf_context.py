@@ -169,3 +169,17 @@ def test_context_adapter_is_the_organism_s_behaviour(tiny_model_dir, tmp_path):
     assert answers != [r["response_monitored"] for r in base.train + base.test]
     with pytest.raises(ValueError, match="'adapter' is merged into a local model"):
         context_cfg(tiny_model_dir, tmp_path / "s", adapter=org, server="http://127.0.0.1:1/v1")
+
+
+def test_context_organism_config_parses():
+    """configs/context_organism.yaml (the documented Task 3 experiment) is a valid config."""
+    from pathlib import Path
+
+    import yaml
+
+    from afscope.counterfactual import ContextConfig
+
+    path = Path(__file__).parents[2] / "configs" / "context_organism.yaml"
+    cfg = ContextConfig(**yaml.safe_load(path.read_text()))
+    assert cfg.adapter == Path("runs/demo/lab/organism/train")
+    assert (cfg.n, cfg.seed, cfg.max_tokens, cfg.test_fraction) == (240, 1, 80, 0.3)
