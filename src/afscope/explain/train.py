@@ -511,7 +511,8 @@ def train_explainer(cfg: ExplainTrainConfig, *, lm: LoadedModel | None = None
         with_proj = _needs_projector(cfg.projection, d_target, d_model)
         meta = {
             "kind": "afscope_explainer", "format_version": FORMAT_VERSION,
-            "model": _identity(lm), "base_adapter": merged, "mode": cfg.mode, "inject_layer": cfg.inject_layer,
+            "model": _identity(lm), "base_adapter": merged, "mode": cfg.mode,
+            "inject_layer": cfg.inject_layer,
             "projection": {"layers": layers, "d_target": d_target, "d_explainer": d_model,
                            "init": "lens" if cfg.projection == "lens" else "default"}
             if with_proj else None,
