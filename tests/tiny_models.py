@@ -62,3 +62,21 @@ def build_model(arch: str, vocab_size: int, n_layers: int = 4, d: int = 32):
 ARCHS = ("llama", "gemma3", "mistral")
 
 
+
+
+def random_lora(model_dir, folder, seed: int = 5):
+    """A LoRA adapter (an "organism") on the tiny model in ``model_dir`` with non-zero B, so that
+    merging it changes the weights; saved to ``folder`` like ``organism train`` saves one."""
+    from peft import LoraConfig, get_peft_model
+
+    from afscope.models import load_model
+    from afscope.organism.train import save_adapter
+
+    torch.manual_seed(seed)
+    peft_model = get_peft_model(load_model(str(model_dir)).model,
+                                LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape) * 0.5)
+    return save_adapter(peft_model, folder)

@@ -6,8 +6,8 @@ import json
 import logging
 
 import pytest
-import torch
 from cf_helpers import CountingModel, context_cfg, tiny_lm
+from tiny_models import random_lora
 
 from afscope.counterfactual import CONTEXT_FIELDS, build_context_dataset
 from afscope.errors import ArtifactError, DataError
@@ -144,19 +144,9 @@ def test_context_llm_judge_labels_and_unparsed_answers_are_left_out(tiny_model_d
 def test_context_adapter_is_the_organism_s_behaviour(tiny_model_dir, tmp_path):
     """--adapter merges an organism LoRA into the target: the records are the organism's (its
     name and answers), the same as passing the merged model in, and a server refuses it."""
-    from peft import LoraConfig, get_peft_model
-
     from afscope.organism import load_organism
-    from afscope.organism.train import save_adapter
 
-    torch.manual_seed(5)
-    peft_model = get_peft_model(tiny_lm(tiny_model_dir).model,
-                                LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]))
-    with torch.no_grad():
-        for name, p in peft_model.named_parameters():
-            if "lora_B" in name:
-                p.copy_(torch.randn(p.shape))
-    org = save_adapter(peft_model, tmp_path / "org")
+    org = random_lora(tiny_model_dir, tmp_path / "org")
     via_flag = build_context_dataset(context_cfg(tiny_model_dir, tmp_path / "flag", adapter=org))
     merged = load_organism(tiny_lm(tiny_model_dir), org)
     passed = build_context_dataset(context_cfg(tiny_model_dir, tmp_path / "lm"), lm=merged)

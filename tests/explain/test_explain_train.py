@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from explain_tasks import context_folder, vector_folder
 from safetensors.torch import load_file, save_file
-from tiny_models import build_model
+from tiny_models import build_model, random_lora
 
 from afscope.errors import ArtifactError, ConfigError, DataError
 from afscope.explain.config import ExplainTrainConfig
@@ -448,32 +448,16 @@ def test_balance_changed_repeats_unchanged_examples_where_most_change(tmp_path):
     assert {e.id for e in out} == {e.id for e in ex}
 
 
-def _random_lora(model_dir: Path, folder: Path) -> Path:
-    """A LoRA adapter on the tiny llama with non-zero B (so merging it changes the weights)."""
-    from peft import LoraConfig, get_peft_model
-
-    from afscope.organism.train import save_adapter
-
-    torch.manual_seed(5)
-    peft_model = get_peft_model(load_model(str(model_dir)).model,
-                                LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]))
-    with torch.no_grad():
-        for name, p in peft_model.named_parameters():
-            if "lora_B" in name:
-                p.copy_(torch.randn(p.shape) * 0.5)
-    return save_adapter(peft_model, folder)
-
-
 def test_base_adapter_makes_the_organism_its_own_explainer(tmp_path, tiny_model_dir,
                                                            tiny_tokenizer):
     """--base-adapter: the explainer trains on base + merged organism LoRA; explainer.json names
-    the adapter and its hash; load_explainer rebuilds that model by itself (bit-identical
+    the adapter; load_explainer rebuilds that model by itself (bit-identical
     logits); an adapter whose weights changed since is refused."""
     from afscope.explain.evaluate import _relation
     from afscope.organism import load_organism
 
     data = context_folder(tmp_path)
-    org = _random_lora(tiny_model_dir, tmp_path / "org")
+    org = random_lora(tiny_model_dir, tmp_path / "org")
     out, _ = train_explainer(make_cfg(tiny_model_dir, [data], tmp_path / "run", max_steps=4,
                                       val_fraction=0.0, base_adapter=org))
     meta = read_explainer(out)

@@ -31,6 +31,7 @@ from afscope.explain.token_data import token_messages
 from afscope.explain.train import ADAPTER_DIR, load_explainer, read_explainer
 from afscope.fileio import sha256_file
 from afscope.llm.jobs import StepStats
+from afscope.organism.train import base_model_name
 
 #: what ``--question`` asks: the token questions of ``--targets tokens`` or a free description
 QUESTIONS = ("fires_on", "promotes", "feature_description")
@@ -62,7 +63,7 @@ def check_explainer(meta: dict[str, Any], question: str, layer: int, d_in: int,
         raise DataError(f"{where}: the explainer's projector knows layers {proj['layers']}, not "
                         f"the SAE's layer {layer}")
     lens_target = (proj.get("lens") or {}).get("target")
-    if lens_target and target and str(target).split("+", 1)[0] != lens_target:
+    if lens_target and target and base_model_name(target) != lens_target:
         raise DataError(f"{where}: the explainer's token lens was fit on {lens_target!r}, but the "
                         f"SAE belongs to {target!r}")
 

@@ -53,6 +53,7 @@ from afscope.explain.token_data import read_contexts
 from afscope.explain.train import TRAIN_LOG, load_explainer, load_tasks, training_subset
 from afscope.fileio import atomic_write_json, atomic_write_text
 from afscope.generate import GenerationParams, generate
+from afscope.organism.train import base_model_name
 from afscope.runs import start_run
 
 log = logging.getLogger(__name__)
@@ -250,10 +251,10 @@ def explain_generate(lm: Any, meta: dict[str, Any], rows: Sequence[Encoded],
 def _relation(explainer_model: str, targets: Sequence[str]) -> str:
     """``self`` when the explainer and every target share a base model (an organism explained by
     its base, or by itself through ``--base-adapter``: the explainer's name says which)."""
-    bases = {str(t).split("+", 1)[0] for t in targets if t}
+    bases = {base_model_name(t) for t in targets if t}
     if not bases:
         return "unknown"
-    return "self" if bases == {explainer_model.split("+", 1)[0]} else "cross"
+    return "self" if bases == {base_model_name(explainer_model)} else "cross"
 
 
 def _score_descriptions(rows: list[dict[str, Any]], cfg: ExplainEvalConfig, backend: Any) -> None:

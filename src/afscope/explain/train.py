@@ -62,7 +62,6 @@ from afscope.explain.schema import (
 from afscope.fileio import atomic_write_json, sha256_file
 from afscope.models import LoadedModel, load_model
 from afscope.organism.train import (
-    ADAPTER_WEIGHTS,
     adapter_folder,
     check_bf16,
     global_count,
@@ -153,9 +152,8 @@ def balance_changed(examples: Sequence[Example], seed: int) -> list[Example]:
     rng = random.Random(seed)
     out = list(examples)
     for task in sorted({e.task for e in examples}):
-        kinds = {flag: [e for e in examples if e.task == task and e.changed is flag]
-                 for flag in (True, False)}
-        rare, common = sorted(kinds.values(), key=len)
+        rare, common = sorted(([e for e in examples if e.task == task and e.changed is flag]
+                               for flag in (True, False)), key=len)
         if not rare or len(rare) == len(common):
             continue
         copies, rest = divmod(len(common), len(rare))
@@ -413,13 +411,12 @@ def prepare_model(lm: LoadedModel, meta: dict[str, Any], seed: int = 0) -> None:
 
 
 def base_adapter_info(cfg: ExplainTrainConfig) -> dict[str, Any] | None:
-    """What ``explainer.json`` records of ``--base-adapter``: the base model's name, the adapter
-    folder and its weights' hash (None without one)."""
+    """What ``explainer.json`` records of ``--base-adapter`` (None without one): the base model's
+    name and the adapter folder. The adapter's weights are pinned by the merged model's
+    ``weights_sha256`` (base + adapter file), which :func:`check_base` compares."""
     if cfg.base_adapter is None:
         return None
-    folder = adapter_folder(cfg.base_adapter)
-    return {"model": cfg.model, "path": str(folder.resolve()),
-            "sha256": sha256_file(folder / ADAPTER_WEIGHTS)}
+    return {"model": cfg.model, "path": str(adapter_folder(cfg.base_adapter).resolve())}
 
 
 def load_base(meta: dict[str, Any], *, dtype: str = "float32", device: str = "cpu"
@@ -428,7 +425,7 @@ def load_base(meta: dict[str, Any], *, dtype: str = "float32", device: str = "cp
     merged = meta.get("base_adapter")
     if not merged:
         return load_model(meta["model"]["name"], dtype=dtype, device=device)
-    return load_organism(load_model(merged["model"], dtype=dtype, device=device), merged["path"])
+    return load_organism(merged["model"], merged["path"], dtype=dtype, device=device)
 
 
 def load_explainer(run_dir: str | Path, *, lm: LoadedModel | None = None, dtype: str = "float32",

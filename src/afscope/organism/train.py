@@ -328,6 +328,11 @@ def adapter_folder(path: str | Path) -> Path:
                         f"{ADAPTER_WEIGHTS}, nor under {ADAPTER_DIR}/)")
 
 
+def base_model_name(name: str) -> str:
+    """The base model of a model name: ``<base>`` of an organism's ``<base>+organism``."""
+    return str(name).split("+", 1)[0]
+
+
 def load_organism(base: str | LoadedModel, adapter: str | Path, *, merge: bool = True,
                   dtype: str = "float32", device: str = "cpu") -> LoadedModel:
     """The base model with the adapter applied (merged into the weights for speed by default).
