@@ -221,3 +221,24 @@ def test_summarize_deterministic_split_counts_and_ci_bounds():
 def test_f1_ci_collapses_for_one_row():
     ci = has_changed_f1_ci([gen(True, "changed")], n_boot=50)
     assert ci["f1"] == ci["lo"] == ci["hi"] == 1.0 and ci["n"] == 1
+
+
+def test_intervals_resample_units_not_answers():
+    """A scenario asked three times (or answered by three seeds) is one draw: tripling every row
+    within its unit leaves each interval exactly as it was, where tripling independent rows would
+    narrow it."""
+    base = [gen(i % 3 == 0, ["changed", "unchanged", None][i % 4 % 3]) for i in range(12)]
+    for i, r in enumerate(base):
+        r["unit"] = f"s{i}"
+    tripled = [{**r, "id": f"{r['id']}-{k}"} for r in base for k in range(3)]
+    one, three = summarize(base, n_boot=400, seed=2), summarize(tripled, n_boot=400, seed=2)
+    for key in ("has_changed_f1", "content_match", "parse_rate"):
+        a, b = one["subsets"]["all"][key], three["subsets"]["all"][key]
+        assert (a["lo"], a["hi"]) == pytest.approx((b["lo"], b["hi"]))
+        assert b["n_units"] == 12 and b["n"] == 36
+    assert three["subsets"]["all"]["n_units"] == 12
+    rows = summarize([{k: v for k, v in r.items() if k != "unit"} for r in tripled],
+                     n_boot=400, seed=2)["subsets"]["all"]["has_changed_f1"]
+    f1 = three["subsets"]["all"]["has_changed_f1"]
+    assert rows["f1"] == pytest.approx(f1["f1"])
+    assert rows["hi"] - rows["lo"] < f1["hi"] - f1["lo"]

@@ -8,7 +8,10 @@ text), ``prediction`` (generated text), ``reference`` (see :class:`afscope.expla
 Answers are read by the strict parser of :mod:`afscope.explain.answers`: a prediction it cannot
 read counts as wrong (0 for exact and content match, a miss for its true class in the has-changed
 F1), never guessed. Every rate carries a seeded 95% bootstrap interval, so a rerun writes the same
-numbers; the has-changed F1's interval comes from resampling rows and recomputing the macro F1.
+numbers. The resampled thing is the held-out unit (a row's ``unit``: its scenario or feature), not
+the row: a scenario's three questions, or several seeds' answers on one feature, are not
+independent draws, and resampling them one by one would narrow the interval. The has-changed F1's
+interval recomputes the macro F1 on each resample of units.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import numpy as np
 
 from afscope.errors import DataError
 from afscope.explain.answers import TOKEN_PREFIXES, parse_change, parse_label, parse_tokens
-from afscope.stats import mean_ci
+from afscope.stats import mean_ci, unit_weights
 
 #: question types answered by a before/after change sentence (the has-changed F1 reads these).
 GENERATIVE_TYPES: tuple[str, ...] = ("generative_explanation", "steering_prediction")
@@ -133,35 +136,44 @@ def score_row(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _f1_arrays(rows: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
-    """``(true, pred)`` int arrays over the F1-eligible rows: 0 = changed, 1 = unchanged,
-    pred -1 = did not parse."""
+def _units(rows: Sequence[dict[str, Any]]) -> list[str] | None:
+    """The rows' held-out units (the resampled groups of every interval), or None when some row
+    has none (older prediction files): then each row is its own unit."""
+    units = [r.get("unit") for r in rows]
+    return units if all(isinstance(u, str) for u in units) else None  # type: ignore[return-value]
+
+
+def _f1_arrays(rows: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``(true, pred, units)`` over the F1-eligible rows: 0 = changed, 1 = unchanged,
+    pred -1 = did not parse; ``units`` the rows' units (their index where rows carry none)."""
+    eligible = [r for r in rows if r.get("question_type") in GENERATIVE_TYPES
+                and isinstance(r.get("changed"), bool)]
     t, p = [], []
-    for r in rows:
-        if r.get("question_type") not in GENERATIVE_TYPES or not isinstance(r.get("changed"), bool):
-            continue
+    for r in eligible:
         s = r if "pred_changed" in r and "parse_ok" in r else score_row(r)
         t.append(0 if r["changed"] else 1)
         pc = s["pred_changed"]
         p.append(-1 if pc is None else (0 if pc else 1))
-    return np.asarray(t, dtype=np.int64), np.asarray(p, dtype=np.int64)
+    units = _units(eligible) or [str(i) for i in range(len(eligible))]
+    return np.asarray(t, dtype=np.int64), np.asarray(p, dtype=np.int64), units
 
 
-def _class_counts(t: np.ndarray, p: np.ndarray, c: int) -> tuple[np.ndarray, ...]:
-    """Per-sample ``(tp, n_true, n_pred)`` of class ``c``; ``t``/``p`` are (B, N)."""
-    is_t, is_p = t == c, p == c
-    return (is_t & is_p).sum(axis=1), is_t.sum(axis=1), is_p.sum(axis=1)
+def _class_counts(t: np.ndarray, p: np.ndarray, c: int, w: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Weighted ``(tp, n_true, n_pred)`` of class ``c``: ``t``/``p`` (N,), weights ``w`` (B, N),
+    each result (B,)."""
+    is_t, is_p = (t == c).astype(np.float64), (p == c).astype(np.float64)
+    return w @ (is_t * is_p), w @ is_t, w @ is_p
 
 
-def _macro_f1(t: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Macro F1 of each of B samples, ``t``/``p`` (B, N) -> (B,).
+def _macro_f1(t: np.ndarray, p: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Macro F1 under each of B row weightings ``w`` (B, N) -> (B,).
 
     precision_c = TP_c / #predicted c, recall_c = TP_c / #true c (0 when the denominator is 0);
     classes with neither true rows nor predictions are left out of the average.
     """
     f1s, present = [], []
     for c in range(len(F1_CLASSES)):
-        tp, nt, npred = _class_counts(t, p, c)
+        tp, nt, npred = _class_counts(t, p, c, w)
         prec = np.divide(tp, npred, out=np.zeros(tp.shape), where=npred > 0)
         rec = np.divide(tp, nt, out=np.zeros(tp.shape), where=nt > 0)
         s = prec + rec
@@ -180,11 +192,12 @@ def has_changed_f1(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     classes; ``classes`` names those in the macro average (a class with no true rows and no
     predictions is left out). ``f1`` is None when no row is eligible.
     """
-    t, p = _f1_arrays(rows)
+    t, p, _ = _f1_arrays(rows)
+    ones = np.ones((1, t.size))
     per_class: dict[str, dict[str, Any]] = {}
     classes: list[str] = []
     for c, name in enumerate(F1_CLASSES):
-        tp, nt, npred = (int(x[0]) for x in _class_counts(t[None], p[None], c))
+        tp, nt, npred = (int(round(x[0])) for x in _class_counts(t, p, c, ones))
         prec = tp / npred if npred else None
         rec = tp / nt if nt else None
         pr, rc = prec or 0.0, rec or 0.0
@@ -193,7 +206,7 @@ def has_changed_f1(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
                            "n_true": nt, "n_pred": npred}
         if nt or npred:
             classes.append(name)
-    f1 = float(_macro_f1(t[None], p[None])[0]) if t.size else None
+    f1 = float(_macro_f1(t, p, ones)[0]) if t.size else None
     return {"f1": f1, "per_class": per_class, "n": int(t.size),
             "n_unparsed": int((p == -1).sum()), "classes": classes}
 
@@ -202,46 +215,46 @@ def has_changed_f1_ci(rows: Sequence[dict[str, Any]], *, n_boot: int = 1000, see
                       ) -> dict[str, Any] | None:
     """:func:`has_changed_f1` plus a 95% percentile bootstrap interval (``lo``, ``hi``).
 
-    Rows are resampled with replacement ``n_boot`` times (``numpy.random.default_rng(seed)``) and
-    the macro F1 recomputed on each resample. The interval collapses onto ``f1`` when fewer than
-    two rows are eligible. None when no row is eligible.
+    The held-out units (rows' ``unit``; each row its own where rows carry none) are resampled with
+    replacement ``n_boot`` times (:func:`afscope.stats.unit_weights`, seeded) and the macro F1
+    recomputed on each resample. The interval collapses onto ``f1`` when fewer than two units are
+    eligible. None when no row is eligible.
     """
     res = has_changed_f1(rows)
     if res["f1"] is None:
         return None
-    t, p = _f1_arrays(rows)
-    n = t.size
-    if n < 2 or n_boot < 1:
+    t, p, units = _f1_arrays(rows)
+    n_units = len(set(units))
+    if n_units < 2 or n_boot < 1:
         lo = hi = res["f1"]
     else:
-        idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
-        boot = _macro_f1(t[idx], p[idx])
+        boot = _macro_f1(t, p, unit_weights(units, n_boot, seed))
         lo, hi = (float(x) for x in np.percentile(boot, [2.5, 97.5]))
-    return {"f1": res["f1"], "lo": lo, "hi": hi, "n": res["n"], "n_unparsed": res["n_unparsed"],
-            "per_class": res["per_class"], "classes": res["classes"]}
+    return {"f1": res["f1"], "lo": lo, "hi": hi, "n": res["n"], "n_units": n_units,
+            "n_unparsed": res["n_unparsed"], "per_class": res["per_class"],
+            "classes": res["classes"]}
 
 
 def _subset_stats(rows: list[dict[str, Any]], n_boot: int, seed: int) -> dict[str, Any]:
-    def rate(key: str) -> dict[str, float | int] | None:
-        vals = [float(bool(r[key])) for r in rows if r[key] is not None]
-        return mean_ci(vals, n_boot=n_boot, seed=seed)
+    units = _units(rows)
+
+    def mean(key: str, of: list[dict[str, Any]] = rows, as_rate: bool = False
+             ) -> dict[str, float | int] | None:
+        vals = [None if r.get(key) is None else float(bool(r[key])) if as_rate else r[key]
+                for r in of]
+        u = _units(of) if units is not None else None
+        return mean_ci(vals, n_boot=n_boot, seed=seed, units=u)
 
     desc = [r for r in rows if r["question_type"] == DESCRIPTION_TYPE]
-
-    def mean(key: str) -> dict[str, float | int] | None:
-        vals = [r[key] for r in rows if r.get(key) is not None]
-        return mean_ci(vals, n_boot=n_boot, seed=seed) if vals else None
-
     return {
         "n": len(rows),
-        "parse_rate": rate("parse_ok"),
-        "exact_match": rate("exact"),
-        "content_match": rate("content"),
+        "n_units": len(set(units)) if units is not None else len(rows),
+        "parse_rate": mean("parse_ok", as_rate=True),
+        "exact_match": mean("exact", as_rate=True),
+        "content_match": mean("content", as_rate=True),
         "has_changed_f1": has_changed_f1_ci(rows, n_boot=n_boot, seed=seed),
-        "judge_similarity": mean_ci([r["judge_similarity"] for r in desc], n_boot=n_boot,
-                                    seed=seed),
-        "embed_similarity": mean_ci([r["embed_similarity"] for r in desc], n_boot=n_boot,
-                                    seed=seed),
+        "judge_similarity": mean("judge_similarity", desc),
+        "embed_similarity": mean("embed_similarity", desc),
         "judge_parse_failures": sum("judge_score" in r and not _valid_score(r["judge_score"])
                                     for r in desc),
         "token_precision": mean("token_precision"),
