@@ -188,3 +188,60 @@ def test_a_trained_explainer_reads_the_vector(tmp_path, tiny_tokenizer, d_target
              for r in res["table"]}
     assert exact["trained"] == 1.0
     assert exact["shuffled_vector"] <= 0.75 and exact["majority"] <= 0.75
+
+
+def test_seed_groups_pool_runs_that_differ_only_in_seed():
+    from afscope.explain.evaluate import seed_groups
+
+    members = [("a", "k1", 0), ("b", "k2", 0), ("c", "k1", 1), ("d", "k1", 1), ("e", None, 2),
+               ("f", "k2", 5)]
+    assert seed_groups(members) == [[0, 2], [1, 5]]
+    assert seed_groups([("a", "k", 0), ("b", "k", 0)]) == []
+
+
+def test_eval_pools_the_seeds_of_one_training_config(tmp_path, tiny_model_dir):
+    from afscope.report import ExplainEval
+
+    ctx = context_folder(tmp_path)
+    runner = CliRunner()
+    runs = []
+    for name, extra in (("s0", ["--seed", "0"]), ("s1", ["--seed", "1"]),
+                        ("lr", ["--seed", "2", "--lr", "5e-3"])):
+        runs.append(tmp_path / name)
+        res = runner.invoke(main, ["explain", "train", "--data", str(ctx), "--model",
+                                   str(tiny_model_dir), "--out", str(runs[-1]), "--max-steps", "2",
+                                   "--batch-size", "4", "--val-fraction", "0", *extra])
+        assert res.exit_code == 0, res.output
+    res = runner.invoke(main, ["explain", "eval", "--explainers", ",".join(map(str, runs)),
+                               "--out", str(tmp_path / "ev"), "--max-tokens", "6",
+                               "--conditions", "trained,majority", "--n-boot", "50",
+                               "--no-embed-similarity"])
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    ExplainEval.model_validate(m)
+    pooled = [e for e in m["explainers"] if e["pooled"]]
+    assert len(pooled) == 1 and len(m["explainers"]) == 4  # the other lr is not pooled
+    entry = pooled[0]
+    members = entry["pooled"]
+    assert entry["label"] == f"{members[0]} (seeds 0,1)" and entry["seed"] is None
+    assert entry["run_dir"] == f"{runs[0]},{runs[1]}"
+    rows = {(r["explainer"], r["condition"]): r for r in m["table"]}
+    n_units = len({e.unit for e in read_examples(ctx / TEST_FILE)})
+    for cond in ("trained", "majority"):
+        got = rows[(entry["label"], cond)]
+        parts = [rows[(lab, cond)] for lab in members]
+        assert got["n"] == sum(p["n"] for p in parts)
+        every = got["metrics"]["subsets"]["all"]
+        assert every["n_units"] == n_units
+        assert every["content_match"]["mean"] == pytest.approx(np.mean(
+            [p["metrics"]["subsets"]["all"]["content_match"]["mean"] for p in parts]))
+    preds = json.loads((tmp_path / "ev" / "predictions" / members[0] / "trained.jsonl")
+                       .read_text().splitlines()[0])
+    assert preds["unit"] in {e.unit for e in read_examples(ctx / TEST_FILE)}
+    run = tmp_path / "run"
+    (run / "explain" / "eval").mkdir(parents=True)
+    (run / "explain" / "eval" / "metrics.json").write_text(json.dumps(m))
+    res = runner.invoke(main, ["report", str(run)])
+    assert res.exit_code == 0, res.output
+    page = (run / "report" / "explainer.html").read_text()
+    assert f"pooled: {', '.join(members)}" in page and f"{n_units} units" in page

@@ -25,7 +25,13 @@ Several explainers (e.g. one trained on the target itself, one on the other embe
 self vs cross-model table. Generation is the batched engine (:func:`afscope.generate.generate`)
 with the continuous tokens injected at the prefill. Every prediction is written to
 ``predictions/<explainer>/<condition>.jsonl``; ``metrics.json`` holds the table (each metric with
-its bootstrap CI, split by changed/unchanged), example explanations and the training curves.
+its bootstrap CI over held-out units, split by changed/unchanged), example explanations and the
+training curves.
+
+Explainers whose training runs differ only in their seed are also scored together, as one more
+row per condition named ``<explainer> (seeds a,b,..)``: every seed's answers on a unit stay in that
+unit's resample, so the interval holds both the seed-to-seed spread and the choice of test units,
+and a claim does not rest on one lucky seed.
 """
 
 from __future__ import annotations
@@ -54,7 +60,7 @@ from afscope.explain.train import TRAIN_LOG, load_explainer, load_tasks, trainin
 from afscope.fileio import atomic_write_json, atomic_write_text
 from afscope.generate import GenerationParams, generate
 from afscope.organism.train import base_model_name
-from afscope.runs import start_run
+from afscope.runs import MANIFEST, start_run
 
 log = logging.getLogger(__name__)
 
@@ -344,13 +350,70 @@ def _label(run_dir: Path, model: str, used: set[str]) -> str:
     return label
 
 
+#: train-config keys that do not change what an explainer learns (besides ``seed``): runs that
+#: differ only in these and the seed are pooled.
+_NOT_METHOD = ("seed", "out", "resume", "device", "save_total_limit")
+
+
+def _method_key(run_dir: Path) -> str | None:
+    """The run's training config without its seed and bookkeeping (:data:`_NOT_METHOD`), as a
+    canonical string; None when the run has no manifest to read it from."""
+    path = run_dir / MANIFEST
+    if not path.is_file():
+        return None
+    config = json.loads(path.read_text(encoding="utf-8")).get("config")
+    if not isinstance(config, dict):
+        return None
+    return json.dumps({k: v for k, v in config.items() if k not in _NOT_METHOD}, sort_keys=True,
+                      default=str)
+
+
+def seed_groups(members: Sequence[tuple[str, str | None, int]]) -> list[list[int]]:
+    """Indices of ``(label, method key, seed)`` members that share a method key and differ in
+    seed, one list per group of two or more, in input order (a repeated seed is left out)."""
+    groups: dict[str, list[int]] = {}
+    for i, (_, key, seed) in enumerate(members):
+        if key is None:
+            continue
+        g = groups.setdefault(key, [])
+        if seed not in {members[j][2] for j in g}:
+            g.append(i)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def _pooled(group: list[dict[str, Any]], scored: dict[str, dict[str, list[dict[str, Any]]]],
+            conditions: Sequence[str], cfg: ExplainEvalConfig
+            ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The explainer entry and table rows of one seed group: each condition's rows of every member
+    summarized together (units resampled with all their seeds' rows)."""
+    first = group[0]
+    seeds = [e["seed"] for e in group]
+    label = f"{first['label']} (seeds {','.join(map(str, seeds))})"
+    entry = {**first, "label": label, "run_dir": ",".join(e["run_dir"] for e in group),
+             "seed": None, "pooled": [e["label"] for e in group]}
+    rows = []
+    for cond in conditions:
+        both = [r for e in group for r in scored[e["label"]].get(cond, [])]
+        for task in sorted({r["task"] for r in both}):
+            sub = [r for r in both if r["task"] == task]
+            rows.append({"explainer": label, "relation": first["relation"], "condition": cond,
+                         "task": task, "n": len(sub),
+                         "metrics": summarize(sub, n_boot=cfg.n_boot, seed=cfg.seed)})
+    return entry, rows
+
+
 def evaluate_explainers(cfg: ExplainEvalConfig, *, backend: Any = None) -> tuple[Path, dict]:
-    """Run every condition for every explainer; write predictions and ``metrics.json``."""
+    """Run every condition for every explainer; write predictions and ``metrics.json``.
+
+    Then a pooled row per condition for each group of explainers that differ only in their seed
+    (:func:`seed_groups`)."""
     out = Path(cfg.out)
     table: list[dict[str, Any]] = []
     explainers: list[dict[str, Any]] = []
     shown: list[dict[str, Any]] = []
     curves: dict[str, Any] = {}
+    scored_by: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    method: dict[str, str | None] = {}
     with start_run("explain eval", cfg.to_dict(), out) as run:
         if (cfg.judge == "llm" or cfg.simulate) and backend is None:
             from afscope.judge.config import default_judge_llm
@@ -373,7 +436,9 @@ def evaluate_explainers(cfg: ExplainEvalConfig, *, backend: Any = None) -> tuple
             relation = _relation(meta["model"]["name"], targets)
             explainers.append({"label": label, "run_dir": str(run_dir), "model": meta["model"],
                                "targets": targets, "relation": relation,
-                               "tasks": sorted({e.task for e in test})})
+                               "tasks": sorted({e.task for e in test}),
+                               "seed": meta.get("seed"), "pooled": []})
+            method[label] = _method_key(run_dir)
             run.add_model(label, meta["model"])
             if (run_dir / TRAIN_LOG).is_file():
                 curves[label] = json.loads((run_dir / TRAIN_LOG).read_text(encoding="utf-8"))
@@ -388,14 +453,16 @@ def evaluate_explainers(cfg: ExplainEvalConfig, *, backend: Any = None) -> tuple
                                              enc_kw)
             for cond, pmap in preds.items():
                 rows = [{"id": e.id, "task": e.task, "question_type": e.question_type,
-                         "answer": e.answer, "prediction": pmap[e.id], "reference": e.reference,
-                         "changed": e.changed} for e in test if pmap.get(e.id) is not None]
+                         "unit": e.unit, "answer": e.answer, "prediction": pmap[e.id],
+                         "reference": e.reference, "changed": e.changed}
+                        for e in test if pmap.get(e.id) is not None]
                 _score_descriptions(rows, cfg, backend if cfg.judge == "llm" else None)
                 _score_faithfulness(rows, contexts, cfg)
                 if cfg.simulate:
                     _score_simulation(rows, contexts, backend, out / PREDICTIONS_DIR / label /
                                       f"{cond}.simulation.jsonl", cfg)
                 scored = write_predictions(out / PREDICTIONS_DIR / label / f"{cond}.jsonl", rows)
+                scored_by.setdefault(label, {})[cond] = scored
                 for task in sorted({r["task"] for r in scored}):
                     sub = [r for r in scored if r["task"] == task]
                     table.append({"explainer": label, "relation": relation, "condition": cond,
@@ -411,6 +478,11 @@ def evaluate_explainers(cfg: ExplainEvalConfig, *, backend: Any = None) -> tuple
             run.add_output(f"{label}:n_test", len(test))
             run.add_output(f"{label}:n_dropped", dropped)
             del lm  # free the explainer before loading the next one
+        members = [(e["label"], method[e["label"]], e["seed"]) for e in explainers]
+        for idx in seed_groups(members):
+            entry, rows = _pooled([explainers[i] for i in idx], scored_by, cfg.conditions, cfg)
+            explainers.append(entry)
+            table.extend(rows)
         result = {"kind": KIND, "format_version": FORMAT_VERSION, "explainers": explainers,
                   "conditions": list(cfg.conditions), "table": table, "examples": shown,
                   "train_curves": curves, "judge": cfg.judge,

@@ -551,7 +551,10 @@ ExplainTask = Literal["context_ablation", "steering", "features"]
 
 
 class ExplainerInfo(_Model):
-    """One evaluated explainer; ``run_dir`` is its train run as given on the command line."""
+    """One evaluated explainer; ``run_dir`` is its train run as given on the command line.
+
+    A pooled entry (several seeds of one training config scored together) names its members'
+    labels in ``pooled``, its ``run_dir`` joins theirs with commas and its ``seed`` is None."""
 
     label: str
     run_dir: str
@@ -559,6 +562,8 @@ class ExplainerInfo(_Model):
     targets: list[str]
     relation: Literal["self", "cross", "unknown"]
     tasks: list[ExplainTask]
+    seed: int | None = None
+    pooled: list[str] = Field(default_factory=list)
 
 
 class ExplainSummary(_Model):
