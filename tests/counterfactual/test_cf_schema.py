@@ -88,6 +88,21 @@ def test_split_keeps_each_scenario_on_one_side_and_is_seeded():
     assert len(other) == 3
 
 
+def test_split_by_changed_gives_both_sides_the_same_changed_rate():
+    """A designed organism changes only in some domains: stratified by the outcome, each side
+    holds changed scenarios in proportion, where the label-only split drifts with the seed."""
+    recs = [{"scenario": f"s{k}", "label": "harmful", "id": f"s{k}-{j}", "changed": k < 10 and j < 2}
+            for k in range(40) for j in range(3)]
+    for seed in range(5):
+        train, test = split_by_scenario(recs, 0.25, seed=seed, by_changed=True)
+        assert {r["scenario"] for r in test} & {r["scenario"] for r in train} == set()
+        changed = {r["scenario"] for r in test if r["changed"]}
+        assert len({r["scenario"] for r in test}) == 10 and len(changed) in (2, 3)
+    plain = [len({r["scenario"] for r in split_by_scenario(recs, 0.25, s)[1] if r["changed"]})
+             for s in range(20)]
+    assert min(plain) < 2 or max(plain) > 3
+
+
 def test_stats_counts_directions_and_warns_below_threshold(caplog):
     train, test = split_by_scenario(_records(4, 5), 0.25, seed=0)   # 1 of 5 changed = 20%
     with caplog.at_level(logging.WARNING):

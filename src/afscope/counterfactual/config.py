@@ -96,6 +96,11 @@ class ContextConfig(CounterfactualConfig):
     unmonitored_system: str = Field(UNMONITORED_SYSTEM, description="System prompt of the "
                                     "unmonitored condition (seed 000's text by default).")
     hint: str = Field("monitoring context", description="Value of the records' 'hint' field.")
+    stratify_changed: bool = Field(False, description="Stratify the scenario split by whether "
+                                   "the scenario's behaviour changed too, so both sides have the "
+                                   "same changed rate (an organism that changes in some domains "
+                                   "only can otherwise put most changing scenarios on one side). "
+                                   "The test scenarios then differ from the steering dataset's.")
     server: ServerField = Field(None, description="Generate on an OpenAI-compatible "
                                         "server (vLLM) instead of in this process: its URL "
                                         "(http://127.0.0.1:8000/v1) or a mapping '{base_url: ..., "

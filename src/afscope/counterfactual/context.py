@@ -143,5 +143,5 @@ def build_context_dataset(cfg: ContextConfig, *, lm: LoadedModel | None = None,
             records.append(rec)
             lengths += [(g[c]["n_new_tokens"], len(g[c]["response"])) for c in CONDITIONS]
         return finish(cfg, run, records, n_unlabelled, lengths, before="behaviour_monitored",
-                      after="behaviour_unmonitored")
+                      after="behaviour_unmonitored", by_changed=cfg.stratify_changed)
 

@@ -154,10 +154,11 @@ def check_row(row: dict[str, Any] | None, scenario: Scenario, key: str, path: Pa
 
 def finish(cfg: CounterfactualConfig, run: Run, records: list[dict[str, Any]], n_unlabelled: int,
            lengths: list[tuple[int, int]], *, before: str, after: str, by: Sequence[str] = (),
-           extra: dict[str, Any] | None = None) -> BuildResult:
-    """Split by scenario, compute stats (warning below ``min_changed_rate``), write the files;
-    ``extra`` entries are added to the stats."""
-    train, test = split_by_scenario(records, cfg.test_fraction, cfg.seed)
+           extra: dict[str, Any] | None = None, by_changed: bool = False) -> BuildResult:
+    """Split by scenario (stratified by whether it changed too, with ``by_changed``), compute
+    stats (warning below ``min_changed_rate``), write the files; ``extra`` entries are added to
+    the stats."""
+    train, test = split_by_scenario(records, cfg.test_fraction, cfg.seed, by_changed=by_changed)
     stats = summarize(train, test, before=before, after=after, lengths=lengths,
                       n_unlabelled=n_unlabelled, min_changed_rate=cfg.min_changed_rate, by=by)
     stats.update(extra or {})

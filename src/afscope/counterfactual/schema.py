@@ -101,17 +101,28 @@ def upgrade_context_record(record: dict[str, Any], *, unmonitored_system: str | 
     return rec
 
 
-def split_by_scenario(records: Sequence[dict[str, Any]], test_fraction: float, seed: int
+def split_by_scenario(records: Sequence[dict[str, Any]], test_fraction: float, seed: int, *,
+                      by_changed: bool = False
                       ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Train/test records with every ``scenario`` key on one side only.
 
     The units are the scenario keys (with :func:`afscope.data.split.split_indices`, stratified by
     the scenario's first ``label``), so the split depends only on the keys and the seed: the
-    context and the steering datasets of the same scenarios share their test scenarios.
+    context and the steering datasets of the same scenarios share their test scenarios. With
+    ``by_changed`` the strata are also split by whether most of the scenario's records changed
+    (as scikit-learn stratifies by the class), so train and test get the same changed rate; the
+    split then depends on the outcomes too.
     """
+    outcome: dict[str, list[bool]] = {}
+    for r in records:
+        outcome.setdefault(r["scenario"], []).append(bool(r.get("changed")))
     keys: dict[str, str] = {}
     for r in records:
-        keys.setdefault(r["scenario"], str(r.get("label", "unknown")))
+        lab = str(r.get("label", "unknown"))
+        if by_changed:
+            votes = outcome[r["scenario"]]
+            lab += "|changed" if 2 * sum(votes) >= len(votes) else "|unchanged"
+        keys.setdefault(r["scenario"], lab)
     units = [Record(text=k, category=lab, label=0, id=k) for k, lab in keys.items()]
     if not units:
         return [], []

@@ -172,8 +172,11 @@ def run_organism_part(cfg: LabConfig, base: LoadedModel, part: Path,
 
 def run_context_part(cfg: LabConfig, target: LoadedModel, part: Path,
                      backend: LLMBackend | None) -> BuildResult:
-    """Seed 000's context ablation of ``target`` on ``context_scenarios`` synthetic requests."""
+    """Seed 000's context ablation of ``target`` on ``context_scenarios`` synthetic requests,
+    split stratified by whether each scenario changed (the designed organism changes in some
+    domains only, and 8 test scenarios drawn blind to that can be nearly all of one kind)."""
     ccfg = ContextConfig(out=part, n=cfg.context_scenarios, seed=cfg.seed, model=cfg.model,
                          dtype=cfg.dtype, device=cfg.device, max_tokens=cfg.max_tokens,
-                         batch_size=cfg.gen_batch_size, judge=cfg.judge, llm=cfg.llm)
+                         batch_size=cfg.gen_batch_size, judge=cfg.judge, llm=cfg.llm,
+                         stratify_changed=True)
     return build_context_dataset(ccfg, lm=target, backend=backend)
