@@ -288,7 +288,9 @@ def summarize(rows: Sequence[dict[str, Any]], *, n_boot: int = 1000, seed: int =
 
     Returns ``{"n", "subsets": {"all", "changed", "unchanged"}, "by_question_type": {qt: {...}}}``;
     the changed/unchanged split exists only where rows have a boolean ``changed`` (descriptions
-    have only ``"all"``). Each subset holds ``n``, ``parse_rate``, ``exact_match``,
+    have only ``"all"``). Each subset holds ``n``, ``n_units`` (distinct ``unit`` values, whose
+    resamples give every interval; each row is its own unit where rows carry none), ``parse_rate``,
+    ``exact_match``,
     ``content_match`` (mean_ci dicts over 0/1 per row; unparsed rows count 0; content over
     behaviour rows only), ``has_changed_f1`` (:func:`has_changed_f1_ci`, None without generative
     rows), ``judge_similarity`` / ``embed_similarity`` (mean_ci over description rows with a
