@@ -394,12 +394,19 @@ def _pooled(group: list[dict[str, Any]], scored: dict[str, dict[str, list[dict[s
     rows = []
     for cond in conditions:
         both = [r for e in group for r in scored[e["label"]].get(cond, [])]
-        for task in sorted({r["task"] for r in both}):
-            sub = [r for r in both if r["task"] == task]
-            rows.append({"explainer": label, "relation": first["relation"], "condition": cond,
-                         "task": task, "n": len(sub),
-                         "metrics": summarize(sub, n_boot=cfg.n_boot, seed=cfg.seed)})
+        rows += _table_rows(label, first["relation"], cond, both, cfg)
     return entry, rows
+
+
+def _table_rows(label: str, relation: str, cond: str, scored: list[dict[str, Any]],
+                cfg: ExplainEvalConfig) -> list[dict[str, Any]]:
+    """One metric-table row per task of ``scored`` (one explainer x condition)."""
+    out = []
+    for task in sorted({r["task"] for r in scored}):
+        sub = [r for r in scored if r["task"] == task]
+        out.append({"explainer": label, "relation": relation, "condition": cond, "task": task,
+                    "n": len(sub), "metrics": summarize(sub, n_boot=cfg.n_boot, seed=cfg.seed)})
+    return out
 
 
 def evaluate_explainers(cfg: ExplainEvalConfig, *, backend: Any = None) -> tuple[Path, dict]:
@@ -463,11 +470,7 @@ def evaluate_explainers(cfg: ExplainEvalConfig, *, backend: Any = None) -> tuple
                                       f"{cond}.simulation.jsonl", cfg)
                 scored = write_predictions(out / PREDICTIONS_DIR / label / f"{cond}.jsonl", rows)
                 scored_by.setdefault(label, {})[cond] = scored
-                for task in sorted({r["task"] for r in scored}):
-                    sub = [r for r in scored if r["task"] == task]
-                    table.append({"explainer": label, "relation": relation, "condition": cond,
-                                  "task": task, "n": len(sub),
-                                  "metrics": summarize(sub, n_boot=cfg.n_boot, seed=cfg.seed)})
+                table += _table_rows(label, relation, cond, scored, cfg)
             for task in sorted({e.task for e in test}):
                 for e in [x for x in test if x.task == task][:N_EXAMPLES_SHOWN]:
                     user = next(m.content for m in reversed(e.messages) if m.role == "user")
