@@ -22,6 +22,7 @@ from afscope.sae.run import (
     TOKEN_DIR,
     TokenBlocks,
     collect_part,
+    run_sae_train,
     split_records,
     token_fields,
     token_parts,
@@ -67,7 +68,7 @@ def test_slurm_array_then_one_process_gives_the_single_process_sae(sae_args, tmp
     run_cli(sae_args, single)
     expected = token_files(single)
     assert set(expected) == {f"{TOKEN_DIR}/{n}" for n in NEEDED} | {"sae/sae_weights.safetensors"}
-    assert outputs(single)["token_blocks"] == {"made": 6, "read": 0}
+    assert outputs(single)["token_blocks"] == {"made": 6, "read": 0, "prefetched": 0}
 
     out = tmp_path / "array"  # --array=1-2, both tasks writing into one --out
     said = run_cli(sae_args, out, env=slurm(1, 2, low=1))
@@ -81,7 +82,7 @@ def test_slurm_array_then_one_process_gives_the_single_process_sae(sae_args, tmp
     assert not (out / SAE_SUBDIR).exists() and not (out / "manifest.json").exists()
     run_cli(sae_args, out)  # the step after the array: one process reads the blocks and trains
     assert token_files(out) == expected
-    assert outputs(out)["token_blocks"] == {"made": 0, "read": 6}
+    assert outputs(out)["token_blocks"] == {"made": 0, "read": 6, "prefetched": 0}
     a, b = (json.loads((d / "metrics.json").read_text()) for d in (single, out))
     assert a["n_train_tokens"] == b["n_train_tokens"] == 1000
     assert a["n_heldout_tokens"] == b["n_heldout_tokens"] == 100
@@ -91,7 +92,7 @@ def test_slurm_array_then_one_process_gives_the_single_process_sae(sae_args, tmp
     run_cli(sae_args, part, env=slurm(0, 2))
     run_cli(sae_args, part)
     assert token_files(part) == expected
-    assert outputs(part)["token_blocks"] == {"made": 3, "read": 3}
+    assert outputs(part)["token_blocks"] == {"made": 3, "read": 3, "prefetched": 0}
 
 
 def test_torchrun_gives_the_single_process_sae(sae_args, tmp_path):
@@ -99,7 +100,7 @@ def test_torchrun_gives_the_single_process_sae(sae_args, tmp_path):
     torchrun(*sae_args, "--out", tmp_path / "multi")
     assert token_files(tmp_path / "multi") == token_files(tmp_path / "single")
     multi = tmp_path / "multi"
-    assert outputs(multi)["token_blocks"] == {"made": 0, "read": 6}  # rank 0 made none alone
+    assert outputs(multi)["token_blocks"] == {"made": 0, "read": 6, "prefetched": 0}  # rank 0 made none alone
     assert outputs(multi, "manifest.shard-1-of-2.json")["token_blocks"]["made"] == 3
     assert json.loads((multi / "manifest.json").read_text())["config"]["shard"] is None
 
@@ -132,6 +133,30 @@ def test_blocks_hold_the_tokens_of_collect_tokens(tiny_model_dir, tmp_path):
     y = collect_tokens(lm, train_ds, 1, max_tokens=300, max_length=64, batch_tokens=64, seed=0)
     assert x.shape == (300, 32)
     np.testing.assert_array_equal(x, y)
+
+
+def test_prefetched_layers_train_the_sae_they_would_have_trained_alone(tiny_model_dir, tmp_path):
+    """A study's SAE runs share their forward passes: the first run writes the later layers'
+    blocks, and their runs read them and train byte for byte the SAE they train alone."""
+    data = write_data(tmp_path / "d.jsonl", 40)
+    lm, ds = load_model(str(tiny_model_dir)), load_dataset(data)
+
+    def cfg(layer: int, out: Path) -> SAETrainConfig:
+        return SAETrainConfig(model=str(tiny_model_dir), data=data, layer=layer, d_sae=16, k=4,
+                              epochs=2, max_tokens=1000, max_length=64, batch_tokens=64,
+                              block_records=4, out=out)
+
+    run_sae_train(cfg(2, tmp_path / "alone"), lm=lm, dataset=ds)
+    run_sae_train(cfg(1, tmp_path / "L1"), lm=lm, dataset=ds,
+                  prefetch=[(2, tmp_path / "L2"), (1, tmp_path / "x")])
+    assert outputs(tmp_path / "L1")["token_blocks"] == {"made": 6, "read": 0, "prefetched": 6}
+    assert len(list((tmp_path / "L2" / TOKEN_DIR).glob("*.safetensors"))) == 6
+    assert not (tmp_path / "x").exists()  # the run's own layer is not prefetched
+    run_sae_train(cfg(2, tmp_path / "L2"), lm=lm, dataset=ds)
+    assert outputs(tmp_path / "L2")["token_blocks"] == {"made": 0, "read": 6, "prefetched": 0}
+    assert ((tmp_path / "L2" / SAE_SUBDIR / WEIGHTS_FILE).read_bytes()
+            == (tmp_path / "alone" / SAE_SUBDIR / WEIGHTS_FILE).read_bytes())
+    assert not (tmp_path / "L2" / TOKEN_DIR).exists()  # read, trained on, deleted
 
 
 @pytest.mark.parametrize("bad", ["2/2", "x", "-1/2"])

@@ -30,6 +30,7 @@ import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -124,6 +125,9 @@ class TokenBlocks:
     fields: dict[str, Any] = field(default_factory=dict)
     made: int = 0
     read: int = 0
+    #: other layers' blocks (their own runs' folders) written from this run's forward passes
+    siblings: list[TokenBlocks] = field(default_factory=list)
+    prefetched: int = 0
 
     @property
     def fingerprint(self) -> str:
@@ -157,40 +161,53 @@ class TokenBlocks:
         return meta is not None and meta.get("fingerprint") == self.fingerprint
 
     def get(self, part: TokenPart, k: int, records: list[Any]) -> np.ndarray:
-        """Block ``k`` of ``part``, ``(n_tokens, d_model)`` float32: read, or made and written."""
+        """Block ``k`` of ``part``, ``(n_tokens, d_model)`` float32: read, or made and written
+        (with the same block of every sibling that lacks it, from the same forward pass)."""
         if self.has(part.name, k):
             from safetensors import safe_open
 
             with safe_open(str(self.path(part.name, k)), framework="np") as f:
                 self.read += 1
                 return f.get_tensor("acts")
-        acts = self.make(records)
-        if self.folder is not None:
-            from safetensors.numpy import save
-
-            meta = {"fingerprint": self.fingerprint, "fields": self.fields, "part": part.name,
-                    "block": k, "records": len(records)}
-            # one metadata key: safetensors does not keep the order of several, and identical
-            # blocks must be identical bytes whichever process wrote them
-            atomic_write_bytes(self.path(part.name, k), save(
-                {"acts": acts}, metadata={"afscope": json.dumps(meta, sort_keys=True)}))
+        wanted = [s for s in self.siblings if not s.has(part.name, k)]
+        acts = self.make(records, [self.layer, *(s.layer for s in wanted)])
+        for s in wanted:
+            s.write(part.name, k, records, acts[s.layer])
+            self.prefetched += 1
+        self.write(part.name, k, records, acts[self.layer])
         self.made += 1
-        return acts
+        return acts[self.layer]
 
-    def make(self, records: list[Any]) -> np.ndarray:
-        """The masked tokens of ``records`` at ``layer``, ``(n_tokens, d_model)`` float32, in the
-        order :func:`~afscope.extract.runner.iter_batches` yields them."""
+    def write(self, part: str, k: int, records: list[Any], acts: np.ndarray) -> None:
+        """Save block ``k`` of ``part`` (nothing without a folder)."""
+        if self.folder is None:
+            return
+        from safetensors.numpy import save
+
+        meta = {"fingerprint": self.fingerprint, "fields": self.fields, "part": part,
+                "block": k, "records": len(records)}
+        # one metadata key: safetensors does not keep the order of several, and identical
+        # blocks must be identical bytes whichever process wrote them
+        atomic_write_bytes(self.path(part, k), save(
+            {"acts": acts}, metadata={"afscope": json.dumps(meta, sort_keys=True)}))
+
+    def make(self, records: list[Any], layers: list[int]) -> dict[int, np.ndarray]:
+        """The masked tokens of ``records`` at each of ``layers`` from one pass of the model,
+        ``{layer: (n_tokens, d_model)}`` float32, in the order
+        :func:`~afscope.extract.runner.iter_batches` yields them."""
         cfg = self.cfg
-        parts = []
-        for b in iter_batches(self.lm, records, [self.layer], MaskSpec.parse(cfg.mask),
+        parts: dict[int, list[np.ndarray]] = {layer: [] for layer in layers}
+        for b in iter_batches(self.lm, records, layers, MaskSpec.parse(cfg.mask),
                               max_length=cfg.max_length, batch_tokens=cfg.batch_tokens,
                               skip_first=cfg.skip_first):
-            h = b.acts[self.layer][b.mask].float().cpu().numpy()  # (N_masked, D)
-            if not np.isfinite(h).all():
-                raise ArtifactError(f"non-finite activations at layer {self.layer} "
-                                    f"(dtype {cfg.dtype}; try float32)")
-            parts.append(h)
-        return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
+            for layer in layers:
+                h = b.acts[layer][b.mask].float().cpu().numpy()  # (N_masked, D)
+                if not np.isfinite(h).all():
+                    raise ArtifactError(f"non-finite activations at layer {layer} "
+                                        f"(dtype {cfg.dtype}; try float32)")
+                parts[layer].append(h)
+        return {layer: np.ascontiguousarray(np.concatenate(p), dtype=np.float32)
+                for layer, p in parts.items()}
 
 
 def _block_meta(path: Path) -> dict[str, Any] | None:
@@ -288,8 +305,9 @@ def _collect(blocks: TokenBlocks, parts: list[TokenPart], dataset: Dataset
     return x, collect_part(blocks, parts[1], dataset.name)
 
 
-def run_sae_train(cfg: Any, *, lm: LoadedModel | None = None,
-                  dataset: Dataset | None = None) -> tuple[Path, dict[str, Any]] | None:
+def run_sae_train(cfg: Any, *, lm: LoadedModel | None = None, dataset: Dataset | None = None,
+                  prefetch: Sequence[tuple[int | float, Path]] = ()
+                  ) -> tuple[Path, dict[str, Any]] | None:
     """Train and save an SAE per ``cfg`` (:class:`~afscope.sae.SAETrainConfig`).
 
     Writes ``OUT/sae`` (SAELens folder, ``hook_layer`` set), ``OUT/metrics.json`` (held-out and
@@ -298,6 +316,10 @@ def run_sae_train(cfg: Any, *, lm: LoadedModel | None = None,
     metrics. With ``cfg.shard`` ``"i/n"`` only that shard's token blocks are written to
     ``OUT/tokens`` (and ``OUT/manifest.shard-i-of-n.json``) and None is returned; the same call
     without the shard then trains.
+
+    ``prefetch``: ``(layer, run folder)`` of SAE runs to come on the same data and token settings
+    (a study's other layers). The forward passes that make this run's blocks also write theirs
+    to ``<folder>/tokens``, so those runs read their tokens instead of running the model again.
     """
     if cfg.data is None and dataset is None:
         raise ConfigError("field 'data': required (the dataset to collect tokens from)")
@@ -308,7 +330,13 @@ def run_sae_train(cfg: Any, *, lm: LoadedModel | None = None,
         (layer,) = resolve_layers([cfg.layer], lm.info.n_layers)
         blocks = TokenBlocks(lm, layer, cfg, out / TOKEN_DIR,
                              token_fields(cfg, lm, dataset, layer))
-        blocks.check_folder()
+        for other, folder in prefetch:
+            (other,) = resolve_layers([other], lm.info.n_layers)
+            if other != layer:
+                blocks.siblings.append(TokenBlocks(lm, other, cfg, Path(folder) / TOKEN_DIR,
+                                                   token_fields(cfg, lm, dataset, other)))
+        for b in (blocks, *blocks.siblings):
+            b.check_folder()
         parts = token_parts(dataset, cfg)
         if shard is not None:
             with run.timer("collect_tokens"):
@@ -316,7 +344,8 @@ def run_sae_train(cfg: Any, *, lm: LoadedModel | None = None,
             return None
         with run.timer("collect_tokens"):
             x, heldout = _collect(blocks, parts, dataset)
-        run.add_output("token_blocks", {"made": blocks.made, "read": blocks.read})
+        run.add_output("token_blocks", {"made": blocks.made, "read": blocks.read,
+                                        "prefetched": blocks.prefetched})
         log.info("collected %d training + %d held-out tokens x %d at layer %d", len(x),
                  0 if heldout is None else len(heldout), x.shape[1], layer)
         with run.timer("train"):

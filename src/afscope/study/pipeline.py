@@ -132,8 +132,9 @@ def train_saes(cfg: StudyConfig, out: Path, run: Run, sae_log: list[dict[str, An
     ``sae_log``); returns their encoders."""
     assert spec.sae is not None
     encoders = []
-    for layer in layers:
-        run_dir = out / "sae" / _slug(spec.name) / f"L{layer}"
+    run_dirs = {layer: out / "sae" / _slug(spec.name) / f"L{layer}" for layer in layers}
+    for i, layer in enumerate(layers):
+        run_dir = run_dirs[layer]
         tcfg = SAETrainConfig(
             model=spec.name, layer=layer, out=run_dir, d_sae=spec.sae.d_sae, k=spec.sae.k,
             max_tokens=spec.sae.max_tokens, epochs=spec.sae.epochs,
@@ -142,7 +143,9 @@ def train_saes(cfg: StudyConfig, out: Path, run: Run, sae_log: list[dict[str, An
             batch_tokens=cfg.extract.batch_tokens, dtype=cfg.extract.dtype,
             device=cfg.extract.device, seed=cfg.seed)
         with run.timer(f"sae_{spec.name}_L{layer}"):
-            folder, m = run_sae_train(tcfg, lm=lm, dataset=dataset)
+            # the first run's forward passes also write the later layers' token blocks
+            folder, m = run_sae_train(tcfg, lm=lm, dataset=dataset,
+                                      prefetch=[(x, run_dirs[x]) for x in layers[i + 1:]])
         sae_log.append({
             "model": spec.name, "layer": layer, "d_sae": spec.sae.d_sae, "k": spec.sae.k,
             "explained_variance": m["heldout_explained_variance"],  # held-out texts' tokens
