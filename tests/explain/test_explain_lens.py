@@ -96,6 +96,30 @@ def test_lens_projector_is_fit_frozen_saved_and_reloaded(token_cache, tiny_model
     assert not torch.allclose(weight, torch.eye(32), atol=1e-2)
 
 
+def test_a_second_explainer_reuses_the_lens_fit_of_the_first(token_cache, tiny_model_dir,
+                                                             tmp_path, monkeypatch):
+    """One process (the demo, explain scaling) fits a lens once per cache, layers and settings;
+    an explainer with other settings of its own (steps, data size) gets the same projector."""
+    import afscope.explain.lens as lens
+
+    data, _ = build_task_data(ExplainDataConfig(
+        task="features", targets="tokens", cache=token_cache / "cache", sae=token_cache / "sae",
+        out=tmp_path / "tok", test_fraction=0.3, min_active=3))
+    fits = []
+    real = lens.fit_token_lens
+    monkeypatch.setattr(lens, "fit_token_lens", lambda *a, **k: fits.append(1) or real(*a, **k))
+    weights = []
+    for i, (steps, ridge) in enumerate([(2, 0.5), (1, 0.5), (1, 0.25)]):
+        out, _ = train_explainer(ExplainTrainConfig(
+            data=[data], model=str(tiny_model_dir), out=tmp_path / f"tr{i}", max_steps=steps,
+            val_fraction=0.0, projection="lens", lens_ridge=ridge))
+        loaded, _ = load_explainer(out)
+        weights.append(find_projector(loaded.model).maps["L1"].weight.detach())
+    assert len(fits) == 2  # the third run's ridge is another fit
+    torch.testing.assert_close(weights[0], weights[1])
+    assert not torch.allclose(weights[0], weights[2])
+
+
 def test_lens_needs_a_cache(tmp_path, tiny_model_dir):
     data = vector_folder(tmp_path, d=32)
     with pytest.raises(ConfigError, match="lens_cache"):

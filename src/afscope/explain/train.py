@@ -59,7 +59,7 @@ from afscope.explain.schema import (
     read_examples,
     read_vectors,
 )
-from afscope.fileio import atomic_write_json, sha256_file
+from afscope.fileio import atomic_write_json, sha256_file, sha256_json
 from afscope.models import LoadedModel, load_model
 from afscope.organism.train import (
     adapter_folder,
@@ -272,6 +272,11 @@ def _lens_cache(cfg: ExplainTrainConfig) -> Path:
                       "(--lens-cache), or train on a task folder built with --cache")
 
 
+#: token lenses fit in this process, by all the fit depends on: the demo's scaling explainers
+#: reuse the main explainer's fit instead of running the target over the cache again
+_LENS_FITS: dict[str, tuple[dict[int, Any], dict[str, Any]]] = {}
+
+
 def fit_lens_projector(cfg: ExplainTrainConfig, lm: LoadedModel, examples: Sequence[Any],
                        layers: list[int]) -> dict[str, Any]:
     """Fit the token lens (:mod:`afscope.explain.lens`) of every vector layer into the projector
@@ -283,10 +288,18 @@ def fit_lens_projector(cfg: ExplainTrainConfig, lm: LoadedModel, examples: Seque
     if len(targets) != 1 or targets[0] == "None":
         raise ConfigError(f"projection 'lens': the vectors must come from one named target "
                           f"model (meta.model of the examples), got {targets}")
-    target = lm if targets[0] == cfg.model else load_model(targets[0], dtype=cfg.dtype,
-                                                             device=cfg.device)
-    maps, stats = fit_token_lens(target, lm, cache_sequences(cache, cfg.lens_tokens), layers,
-                                 ridge=cfg.lens_ridge, seed=cfg.seed)
+    key = sha256_json({"target": targets[0], "explainer": lm.info.fingerprint,
+                       "cache": str(cache.resolve()), "cache_mtime": cache.stat().st_mtime_ns,
+                       "tokens": cfg.lens_tokens, "layers": layers, "ridge": cfg.lens_ridge,
+                       "seed": cfg.seed, "dtype": cfg.dtype})
+    if key not in _LENS_FITS:
+        if len(_LENS_FITS) >= 4:  # a long process (a test run) keeps only a few
+            _LENS_FITS.pop(next(iter(_LENS_FITS)))
+        target = lm if targets[0] == cfg.model else load_model(targets[0], dtype=cfg.dtype,
+                                                                 device=cfg.device)
+        _LENS_FITS[key] = fit_token_lens(target, lm, cache_sequences(cache, cfg.lens_tokens),
+                                         layers, ridge=cfg.lens_ridge, seed=cfg.seed)
+    maps, stats = _LENS_FITS[key]
     projector = find_projector(lm.model)
     assert projector is not None
     with torch.no_grad():
@@ -366,8 +379,6 @@ def weights_checksum(model: torch.nn.Module) -> str:
     """A hash of every parameter's sum and sum of squares (float64): cheap (one pass, no copy)
     and different for a same-shape model with other weights, which a file-name/size fingerprint
     of a local folder is not."""
-    from afscope.fileio import sha256_json
-
     with torch.no_grad():
         stats = [[n, round(float(p.double().sum()), 6), round(float(p.double().square().sum()), 6)]
                  for n, p in sorted(model.named_parameters())]
