@@ -185,13 +185,13 @@ def plan_extract_job(shape: ModelShape, tokenizer: Any, records: list[Any], *, l
                      token_topk: int = 0, what: str = "extract") -> Plan:
     """Tokens, FLOPs, cache bytes and memory of extracting ``records`` (no time: see
     :func:`estimate_time`)."""
-    from afscope.extract.runner import _encode, plan_batches
+    from afscope.extract.runner import encode_records, plan_batches
     from afscope.models.hooks import resolve_layers
 
     saes = list(saes or [])
     resolved = resolve_layers(layers, shape.n_layers)
     deepest = max(resolved)
-    enc = _encode(tokenizer, records, max_length)
+    enc = encode_records(tokenizer, records, max_length)
     lengths = [len(x) for x in enc.ids]
     masked = _mask_counts(lengths, enc.response_start, mask, skip_first)
     n, d = len(records), shape.d_model
@@ -264,9 +264,9 @@ def measure_rate(name: str, records: list[Any], *, layers: list[int], dtype: str
     load_s = time.perf_counter() - t0
     shape = model_shape(name)
     sample = random.Random(0).sample(records, min(len(records), 48))
-    from afscope.extract.runner import _encode
+    from afscope.extract.runner import encode_records
 
-    lengths = [len(x) for x in _encode(lm.tokenizer, sample, max_length).ids]
+    lengths = [len(x) for x in encode_records(lm.tokenizer, sample, max_length).ids]
     plan = plan_batches(lengths, batch_tokens)[: n_batches + 1]
     chosen = [sample[i] for b in plan for i in b]
     timed_rows = [[lengths[i] for i in b] for b in plan[1:]] or [[lengths[i] for i in plan[0]]]

@@ -42,7 +42,10 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class _Encoded:
+class Encoded:
+    """Token ids of each record's model input, where its ``text`` starts, and how many records
+    were cut at ``max_length``."""
+
     ids: list[list[int]]
     response_start: list[int]
     truncated: int
@@ -59,7 +62,7 @@ def _model_input(record: Any) -> tuple[str, int]:
     return head + record.text, len(head)
 
 
-def _encode(tokenizer: Any, records: list[Any], max_length: int) -> _Encoded:
+def encode_records(tokenizer: Any, records: list[Any], max_length: int) -> Encoded:
     """Tokenize each record's model input; ``response_start`` is the first token of ``text``.
 
     Offsets (fast tokenizers only) are needed just when some record has a prompt.
@@ -78,7 +81,7 @@ def _encode(tokenizer: Any, records: list[Any], max_length: int) -> _Encoded:
             row = row[:max_length]
         ids.append(list(row))
         starts.append(min(start, len(row) - 1))
-    return _Encoded(ids, starts, truncated)
+    return Encoded(ids, starts, truncated)
 
 
 def plan_batches(lengths: list[int], batch_tokens: int) -> list[list[int]]:
@@ -170,7 +173,7 @@ def iter_batches(lm: LoadedModel, records: list[Any], layers: list[int], spec: M
     The forward pass stops after the deepest of ``layers``. Shared by :func:`extract` (pooled
     rows) and :func:`collect_tokens` (per-token rows for SAE training).
     """
-    enc = _encode(lm.tokenizer, records, max_length)
+    enc = encode_records(lm.tokenizer, records, max_length)
     if enc.truncated:
         log.warning("%d records truncated to %d tokens", enc.truncated, max_length)
     lengths = [len(x) for x in enc.ids]

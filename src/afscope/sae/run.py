@@ -247,12 +247,12 @@ def needed_blocks(tokenizer: Any, part: TokenPart, cfg: Any) -> int:
     tokens, whatever the batch it is run in."""
     import torch
 
-    from afscope.extract.runner import _encode
+    from afscope.extract.runner import encode_records
 
     spec = MaskSpec.parse(cfg.mask)
     total = 0
     for k, records in enumerate(part.blocks()):
-        enc = _encode(tokenizer, records, cfg.max_length)
+        enc = encode_records(tokenizer, records, cfg.max_length)
         lengths = torch.tensor([len(x) for x in enc.ids])
         am = (torch.arange(int(lengths.max()))[None, :] < lengths[:, None]).long()  # (B, T)
         starts = torch.tensor(enc.response_start) if spec.kind == "response" else None
