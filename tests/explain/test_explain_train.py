@@ -156,6 +156,58 @@ def test_answer_loss_is_the_per_token_answer_cross_entropy(mode, tmp_path, tiny_
                 assert not torch.isclose(answer_loss(model, no_vec, **kw), got)
 
 
+def test_exact_says_which_answers_greedy_decoding_would_write(tmp_path, tiny_tokenizer):
+    """``exact`` flags an example iff every answer token is the top logit under teacher forcing;
+    the loss stays the same."""
+    model = build_model("llama", len(tiny_tokenizer))
+    with torch.no_grad():
+        model.lm_head.weight.mul_(50)
+    ctx, _ = load_tasks([context_folder(tmp_path)])
+    enc, batch = batch_of(tiny_tokenizer, ctx[:3])
+    kw = dict(mode="replace", inject_layer=1, embed_norm=embedding_norm(model))
+    top = forward_logits(model, batch, {**kw, "mode": "replace"}).argmax(-1)  # (B, T)
+    labels = batch["labels"].clone()
+    answer = labels[:, 1:] != -100
+    labels[:, 1:][answer] = top[:, :-1][answer]  # every row's answer is what greedy would write
+    first = answer[1].nonzero()[0, 0]
+    labels[1, 1 + first] = (labels[1, 1 + first] + 1) % len(tiny_tokenizer)  # one token off
+    batch = {**batch, "labels": labels}
+    flags: list[bool] = []
+    with torch.no_grad():
+        loss = answer_loss(model, batch, exact=flags, **kw)
+        torch.testing.assert_close(loss, answer_loss(model, batch, **kw))
+    assert flags == [True, False, True]
+
+
+@pytest.fixture(scope="module")
+def sharp_model_dir(tmp_path_factory, tiny_tokenizer) -> Path:
+    """The tiny llama with its head scaled up: at init scale its logits stay ~uniform and a short
+    LoRA run never makes a whole answer the top choice."""
+    path = tmp_path_factory.mktemp("sharp-llama")
+    model = build_model("llama", len(tiny_tokenizer))
+    with torch.no_grad():
+        model.lm_head.weight.mul_(50)
+    model.save_pretrained(path)
+    tiny_tokenizer.save_pretrained(path)
+    return path
+
+
+def test_best_metric_exact_keeps_the_checkpoint_whose_greedy_answers_are_right(tmp_path,
+                                                                             sharp_model_dir):
+    cfg = make_cfg(sharp_model_dir, [context_folder(tmp_path)], tmp_path / "ex", max_steps=200,
+                   scheduler="constant", eval_steps=20, patience=None, val_fraction=0.3,
+                   best_metric="exact", save_total_limit=1)
+    out, summary = train_explainer(cfg, lm=load_model(str(sharp_model_dir)))
+    evals = json.loads((out / TRAIN_LOG).read_text())["eval"]
+    exact = [r["exact"] for r in evals]
+    assert len(evals) == 10 and all(0.0 <= x <= 1.0 for x in exact)
+    # measured when written: 0 until step 140 (0.22), then 0 again; the loss is lowest at 160
+    assert max(exact) > 0
+    best_step = evals[exact.index(max(exact))]["step"]  # the first of equal bests is kept
+    assert summary["best_metric"] == "exact" and summary["best_eval"] == max(exact)
+    assert Path(summary["best_checkpoint"]).name == f"checkpoint-{best_step}"
+
+
 def test_task_weights_scale_the_loss_and_zero_means_no_gradient(tmp_path, tiny_tokenizer):
     model = build_model("llama", len(tiny_tokenizer)).train()
     examples, _ = load_tasks([context_folder(tmp_path)])
@@ -294,7 +346,8 @@ def test_early_stopping_keeps_the_best_checkpoint(tmp_path, tiny_model_dir):
     assert losses[-1] > min(losses)
     best = Path(summary["best_checkpoint"])
     assert best.name == f"checkpoint-{best_step}" and best.parent == out / CHECKPOINTS_DIR
-    assert summary["best_eval_loss"] == pytest.approx(min(losses))
+    assert summary["best_metric"] == "loss"
+    assert summary["best_eval"] == pytest.approx(min(losses))
     assert (best / EXPLAINER_FILE).is_file()  # each checkpoint names its base model
     final = adapter_tensors(out / ADAPTER_DIR)
     at_best = adapter_tensors(best)

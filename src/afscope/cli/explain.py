@@ -50,11 +50,12 @@ def train(cfg: ExplainTrainConfig) -> None:
     out, s = train_explainer(cfg)
     if not launch.is_main:
         return
-    best = s["best_eval_loss"]
+    best = s["best_eval"]
     console.print(
         f"{s['steps']} steps on {s['n_train']} examples ({s['n_val']} validation, "
         f"{s['n_dropped']} too long), loss {s['first_loss']:.3f} -> {s['last_loss']:.3f}"
-        + (f", best validation loss {best:.3f} ({s['best_checkpoint']})" if best is not None
+        + (f", best validation {s['best_metric']} {best:.3f} ({s['best_checkpoint']})"
+           if best is not None
            else "")
         + f"\n{s['tokens_per_s']:,.0f} tokens/s, {s['trainable_params']:,} trainable params"
         + ("\nstopped early" if s["stopped_early"] else "") + f"\n{out}", highlight=False)

@@ -181,8 +181,16 @@ class ExplainTrainConfig(TrainScaleFields):
     eval_steps: int = Field(20, gt=0, description="Evaluate (and checkpoint) every N steps.")
     eval_size: int = Field(64, gt=0, description="Fixed validation subset size (same rows at "
                            "every evaluation).")
+    best_metric: Literal["loss", "exact"] = Field("loss", description="Validation metric that "
+                                                 "picks the checkpoint kept and drives early "
+                                                 "stopping: 'loss' (answer tokens' mean loss) or "
+                                                 "'exact' (share of answers whose every token is "
+                                                 "the top logit, i.e. greedy decoding writes "
+                                                 "them: for one-sentence behaviour answers, "
+                                                 "where a run at chance on the deciding token "
+                                                 "still has a low mean loss).")
     patience: int | None = Field(3, ge=1, description="Early stopping: evaluations without "
-                                 "improvement of the validation loss (None = off).")
+                                 "improvement of the validation metric (None = off).")
     save_total_limit: int = Field(2, ge=1, description="Checkpoints kept (the best is never "
                                   "deleted).")
     resume: bool = Field(False, description="Resume from the last checkpoint in OUT/checkpoints "

@@ -202,13 +202,15 @@ def _last_hidden(decoder: torch.nn.Module) -> Iterator[dict[str, torch.Tensor]]:
 
 def answer_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], *, mode: str,
                 inject_layer: int, embed_norm: float,
-                n_tokens: torch.Tensor | int | None = None) -> torch.Tensor:
+                n_tokens: torch.Tensor | int | None = None,
+                exact: list[bool] | None = None) -> torch.Tensor:
     """Weighted per-token cross-entropy of the answer tokens of a right-padded batch.
 
     ``sum_i w_i * sum_t ce_it / n_answer_tokens``; logits only at the answer positions.
     ``n_tokens`` replaces the batch's own answer-token count: the Trainer's count over a whole
     optimizer step (every accumulation step, every process), so that micro-batches and processes
-    add up to the loss of the step's global batch.
+    add up to the loss of the step's global batch. ``exact``: appended, per example, whether every
+    answer token is the top logit (what greedy decoding of the answer would write).
     """
     vb = None
     if "vec_positions" in batch:
@@ -230,6 +232,11 @@ def answer_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], *, mode:
     if cap:
         logits = torch.tanh(logits / cap) * cap
     ce = F.cross_entropy(logits, target[mask], reduction="none")
+    if exact is not None:
+        rows = mask.nonzero()[:, 0]
+        wrong = torch.zeros(len(mask), device=rows.device).index_add_(
+            0, rows, (logits.argmax(-1) != target[mask]).float())
+        exact += (wrong == 0)[mask.any(dim=1)].tolist()
     w = batch["weights"].to(ce.dtype)[:, None].expand_as(target)[mask]
     if n_tokens is None:
         n_tokens = mask.sum().clamp_min(1)
@@ -330,6 +337,23 @@ def _trainer_class(group_by_length: bool = False) -> Any:
             return (train_sampler(dataset, self.args, group_by_length)
                     or super()._get_train_sampler(train_dataset))
 
+        def evaluation_loop(self, dataloader: Any, description: str,
+                            prediction_loss_only: bool | None = None,
+                            ignore_keys: list[str] | None = None,
+                            metric_key_prefix: str = "eval") -> Any:
+            """The Trainer's, plus ``<prefix>_exact``: the share of validation answers whose
+            every token is the top logit (a run at chance on the one token that decides an
+            answer has a low loss and a low ``exact``)."""
+            self._exact: list[bool] | None = []
+            output = super().evaluation_loop(dataloader, description, prediction_loss_only,
+                                             ignore_keys, metric_key_prefix)
+            counts = torch.tensor([float(sum(self._exact)), float(len(self._exact))],
+                                  device=self.args.device)
+            n_exact, n = self.accelerator.reduce(counts, reduction="sum").tolist()
+            output.metrics[f"{metric_key_prefix}_exact"] = n_exact / n if n else 0.0
+            self._exact = None
+            return output
+
         def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                          num_items_in_batch: Any = None) -> Any:
             if num_items_in_batch is None:  # a step whose tokens were not counted
@@ -346,7 +370,8 @@ def _trainer_class(group_by_length: bool = False) -> Any:
                             ignore_keys: Any = None) -> tuple[Any, None, None]:
             inputs = self._prepare_inputs(inputs)
             with torch.no_grad():
-                loss = answer_loss(model, inputs, **self.inject_args)
+                loss = answer_loss(model, inputs, exact=getattr(self, "_exact", None),
+                                   **self.inject_args)
             return loss.detach(), None, None
 
     return ExplainTrainer
@@ -471,8 +496,9 @@ def _training_args(cfg: ExplainTrainConfig, has_val: bool, launch: Launch) -> An
         weight_decay=cfg.weight_decay, logging_steps=1,
         eval_strategy="steps" if has_val else "no", eval_steps=cfg.eval_steps,
         save_strategy="steps", save_steps=cfg.eval_steps, save_total_limit=cfg.save_total_limit,
-        load_best_model_at_end=has_val, metric_for_best_model="eval_loss",
-        greater_is_better=False, prediction_loss_only=True, label_names=["labels"],
+        load_best_model_at_end=has_val, metric_for_best_model=f"eval_{cfg.best_metric}",
+        greater_is_better=cfg.best_metric == "exact", prediction_loss_only=True,
+        label_names=["labels"],
         report_to=[], use_cpu=cfg.device == "cpu", disable_tqdm=True, dataloader_num_workers=0,
         remove_unused_columns=False, **scale_args(cfg, launch))
 
@@ -600,8 +626,8 @@ def train_explainer(cfg: ExplainTrainConfig, *, lm: LoadedModel | None = None
         hist = trainer.state.log_history
         log_rows = {"train": [{"step": h["step"], "loss": h["loss"], "epoch": h.get("epoch")}
                               for h in hist if "loss" in h],
-                    "eval": [{"step": h["step"], "loss": h["eval_loss"]}
-                             for h in hist if "eval_loss" in h]}
+                    "eval": [{"step": h["step"], "loss": h["eval_loss"],
+                              "exact": h.get("eval_exact")} for h in hist if "eval_loss" in h]}
         if launch.is_main:
             atomic_write_json(out / TRAIN_LOG, log_rows)
         steps_run = trainer.state.global_step
@@ -614,7 +640,7 @@ def train_explainer(cfg: ExplainTrainConfig, *, lm: LoadedModel | None = None
             "tokens": tokens, "tokens_per_s": tokens / seconds if seconds > 0 else None,
             "trainable_params": n_train, "total_params": n_total,
             "best_checkpoint": trainer.state.best_model_checkpoint,
-            "best_eval_loss": trainer.state.best_metric,
+            "best_metric": cfg.best_metric, "best_eval": trainer.state.best_metric,
             "stopped_early": bool(enc_val and cfg.patience and steps_run < trainer.state.max_steps),
             "first_loss": log_rows["train"][0]["loss"] if log_rows["train"] else None,
             "last_loss": log_rows["train"][-1]["loss"] if log_rows["train"] else None,
