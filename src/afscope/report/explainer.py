@@ -338,11 +338,15 @@ def _loss_figure(ev: ExplainEval, tmp: Path) -> tuple[Image | None, list[dict[st
             np.array([p.loss for p in c.eval], dtype=float)))
         finite = [p for p in c.eval if math.isfinite(p.loss)]
         best = min(finite, key=lambda p: (p.loss, p.step)) if finite else None
+        exact = [p for p in c.eval if p.exact is not None]
+        top = max(exact, key=lambda p: (p.exact, -p.step)) if exact else None
         summary.append({"label": e.label, "steps": c.train[-1].step if c.train else None,
                         "first": c.train[0].loss if c.train else None,
                         "last": c.train[-1].loss if c.train else None,
                         "best_eval": best.loss if best else None,
-                        "best_step": best.step if best else None, "n_eval": len(c.eval)})
+                        "best_step": best.step if best else None, "n_eval": len(c.eval),
+                        "best_exact": top.exact if top else None,
+                        "best_exact_step": top.step if top else None})
     if not curves or not any(len(c.train_steps) or len(c.eval_steps) for c in curves):
         return None, summary
     atomic_write_bytes(tmp / LOSS_PLOT, plots.loss_plot(curves))

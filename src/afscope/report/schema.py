@@ -623,6 +623,8 @@ class TrainPoint(_Model):
 class EvalPoint(_Model):
     step: int = Field(ge=0)
     loss: float
+    exact: float | None = Field(None, ge=0.0, le=1.0, description="Share of validation answers "
+                                "whose every token is the top logit (older logs: absent).")
 
 
 class TrainCurve(_Model):
