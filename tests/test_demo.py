@@ -81,7 +81,9 @@ def test_demo_end_to_end(tmp_path):
     scaling = json.loads((out / "explain" / "scaling" / "scaling.json").read_text())
     trained = {p["size"]: p["n_train"] for p in scaling["points"] if p["condition"] == "trained"
                and p["task"] == "features"}
-    assert set(trained) == {16, None} and trained[16] < trained[None]
+    assert set(trained) == {16, None} and trained[16] == 16  # one fires_on question a feature
+    assert trained[None] == train["outputs"]["n_train_by_task"]["features"] > 16
+    assert {p["task"] for p in scaling["points"]} == {"features"}
     assert 'id="scaling"' in page
 
     _check_explain_data_from_the_demo(out, tmp_path)

@@ -48,6 +48,7 @@ def test_scaling_trains_one_explainer_per_size(token_cache, tiny_model_dir, tmp_
     assert len({p["n"] for p in pts}) == 1 and 0 < pts[0]["n"] <= 6
     manifest = json.loads((out / "n2" / "train" / "manifest.json").read_text())
     assert manifest["config"]["max_train_units"] == 2
+    assert manifest["outputs"]["n_train_by_task"] == {"features": n_train[2]}
     # the baselines read only the explainer's own training subset
     meta = json.loads((out / "n2" / "train" / "explainer.json").read_text())
     seen = training_subset(read_examples(data / TRAIN_FILE), meta)
@@ -55,6 +56,20 @@ def test_scaling_trains_one_explainer_per_size(token_cache, tiny_model_dir, tmp_
     preds = (out / "n2" / "eval" / "predictions").rglob("nearest_neighbour.jsonl")
     answers = {json.loads(x)["prediction"] for f in preds for x in f.read_text().splitlines()}
     assert answers and answers <= {e.answer for e in seen}
+
+
+def test_a_point_counts_the_training_examples_of_its_own_task():
+    """A two-task explainer's features point sits at its features examples, not at both tasks'."""
+    from afscope.explain.scaling import scaling_points
+
+    def row(task: str, key: str) -> dict:
+        return {"task": task, "condition": "trained", "n": 9, "metrics": {"subsets": {
+            "all": {key: {"mean": 0.5, "lo": 0.4, "hi": 0.6}}}}}
+
+    pts = scaling_points([row("features", "token_f1"), row("context_ablation", "content_match")],
+                         8, {"features": 8, "context_ablation": 72})
+    assert {p["task"]: (p["n_train"], p["metric"]) for p in pts} == {
+        "features": (8, "token_f1"), "context_ablation": (72, "content_match")}
 
 
 def test_scaling_sizes_must_be_distinct():

@@ -9,7 +9,8 @@ units, and scores it on the same held-out examples. Baselines that read the trai
 largest size only (a flat line in the plot).
 
 ``OUT/scaling.json``: ``points`` = one row per size x condition x task with the task's headline
-metric (token F1 for features, content match for behaviour tasks), its 95% CI and ``n``.
+metric (token F1 for features, content match for behaviour tasks), its 95% CI, ``n`` (held-out
+examples) and ``n_train`` (that explainer's training examples of the task: the x axis).
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ KIND = "afscope_explain_scaling"
 FORMAT_VERSION = 1
 
 
-def scaling_points(table: list[dict[str, Any]], size: int, n_train: int) -> list[dict[str, Any]]:
+def scaling_points(table: list[dict[str, Any]], size: int, n_train: dict[str, int]
+                   ) -> list[dict[str, Any]]:
     """One point per row of an eval table: the task's first headline metric that has a value
     (token F1 for token answers, judge/embedding similarity for free descriptions), over all of
-    the row's examples."""
+    the row's examples, at ``n_train[task]`` (the explainer's training examples of that task)."""
     points = []
     for row in table:
         sub = row["metrics"]["subsets"].get("all") or {}
@@ -40,16 +42,19 @@ def scaling_points(table: list[dict[str, Any]], size: int, n_train: int) -> list
         if not keys:
             continue
         key, entry = keys[0], sub[keys[0]]
-        points.append({"size": size, "n_train": n_train, "condition": row["condition"],
+        points.append({"size": size, "n_train": n_train.get(row["task"], 0),
+                       "condition": row["condition"],
                        "task": row["task"], "metric": key, "value": float(entry["mean"]),
                        "lo": float(entry["lo"]), "hi": float(entry["hi"]), "n": row["n"]})
     return points
 
 
-def add_run(out: str | Path, table: list[dict[str, Any]], n_train: int) -> dict[str, Any]:
+def add_run(out: str | Path, table: list[dict[str, Any]], n_train: dict[str, int]
+            ) -> dict[str, Any]:
     """Add the points of an explainer trained on *all* training units (``size`` None), scored
-    elsewhere (``table``: its eval table), to ``OUT/scaling.json``: the demo's main explainer
-    is the curve's largest point without training it twice."""
+    elsewhere (``table``: its eval table; ``n_train``: its training examples per task), to
+    ``OUT/scaling.json``: the demo's main explainer is the curve's largest point without
+    training it twice."""
     path = Path(out) / SCALING_FILE
     result = json.loads(path.read_text(encoding="utf-8"))
     for p in scaling_points(table, 0, n_train):
@@ -78,7 +83,7 @@ def run_scaling(cfg: ExplainScalingConfig) -> tuple[Path, dict[str, Any]]:
                     max_examples=cfg.eval_examples, max_tokens=cfg.max_tokens,
                     batch_size=cfg.eval_batch_size, n_boot=cfg.n_boot, embed_similarity=False,
                     dtype=cfg.dtype, device=cfg.device, seed=cfg.seed))
-            points += scaling_points(ev["table"], size, summary["n_train"])
+            points += scaling_points(ev["table"], size, summary["n_train_by_task"])
         result = {"kind": KIND, "format_version": FORMAT_VERSION, "sizes": cfg.sizes,
                   "steps": cfg.max_steps, "points": points}
         atomic_write_json(out / SCALING_FILE, result)

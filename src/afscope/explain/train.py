@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections import Counter
 import logging
 import random
 import time
@@ -578,6 +579,7 @@ def train_explainer(cfg: ExplainTrainConfig, *, lm: LoadedModel | None = None
                                      weights=cfg.weights, placeholder=meta["placeholder"])
         if not enc_train:
             raise DataError("no training example fits max_length; raise it")
+        task_of = {e.id: e.task for e in train_ex}
         rng = random.Random(cfg.seed)
         enc_val = sorted(rng.sample(enc_val, min(cfg.eval_size, len(enc_val))), key=lambda e: e.id)
         if meta["projection"]:
@@ -635,7 +637,9 @@ def train_explainer(cfg: ExplainTrainConfig, *, lm: LoadedModel | None = None
         tokens = global_count(trainer, sum(
             collator.tokens_seen[:(steps_run - _start_step(resume_from)) * cfg.grad_accum]))
         summary = {
-            "adapter": str(folder), "n_train": len(enc_train), "n_val": len(enc_val),
+            "adapter": str(folder), "n_train": len(enc_train),
+            "n_train_by_task": dict(sorted(Counter(task_of[e.id] for e in enc_train).items())),
+            "n_val": len(enc_val),
             "n_dropped": dropped, "steps": steps_run, "train_seconds": round(seconds, 3),
             "tokens": tokens, "tokens_per_s": tokens / seconds if seconds > 0 else None,
             "trainable_params": n_train, "total_params": n_total,
