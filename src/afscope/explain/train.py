@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections import Counter
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
