@@ -319,7 +319,9 @@ def run_sae_train(cfg: Any, *, lm: LoadedModel | None = None, dataset: Dataset |
 
     ``prefetch``: ``(layer, run folder)`` of SAE runs to come on the same data and token settings
     (a study's other layers). The forward passes that make this run's blocks also write theirs
-    to ``<folder>/tokens``, so those runs read their tokens instead of running the model again.
+    to ``<folder>/tokens``, so those runs read their tokens instead of running the model again
+    (one pass to the deepest layer instead of one per layer; a block of every layer is in memory
+    at once: lower ``block_records`` if that is too much).
     """
     if cfg.data is None and dataset is None:
         raise ConfigError("field 'data': required (the dataset to collect tokens from)")
