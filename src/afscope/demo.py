@@ -168,7 +168,8 @@ def run_explainer(cfg: DemoConfig, out: Path) -> Path:
     from afscope.explain.train import train_explainer
 
     root = out / "explain"
-    folders = [f for f in (feature_task(out, root, cfg.seed),) if f is not None]
+    features = feature_task(out, root, cfg.seed)
+    folders = [f for f in (features,) if f is not None]
     if (out / "lab" / "context").is_dir():
         data, _ = build_task_data(ExplainDataConfig(task="context_ablation",
                                                     source=out / "lab" / "context",
@@ -192,15 +193,14 @@ def run_explainer(cfg: DemoConfig, out: Path) -> Path:
                     "projector_readout", "no_vector", "shuffled_vector"],
         max_examples=cfg.explain_examples, max_tokens=cfg.explain_max_tokens, batch_size=16,
         n_boot=500, seed=cfg.seed))
-    features = [f for f in folders if f.name == "features"]
-    if cfg.explain_scaling and features:
+    if cfg.explain_scaling and features is not None:
         from afscope.explain.config import ExplainScalingConfig
         from afscope.explain.scaling import add_run, run_scaling
 
         # the features curve only: context-ablation prompts are ~4x longer, and a small
         # explainer's batches, mostly context examples, took 2 of the demo's 15 minutes
         scaling, _ = run_scaling(ExplainScalingConfig(
-            **{**train_cfg.model_dump(), "data": features, "out": root / "scaling"},
+            **{**train_cfg.model_dump(), "data": [features], "out": root / "scaling"},
             sizes=cfg.explain_scaling, controls=["majority", "nearest_neighbour"],
             eval_examples=cfg.explain_examples, max_tokens=cfg.explain_max_tokens, n_boot=500))
         add_run(scaling, [r for r in result["table"] if r["task"] == "features" and

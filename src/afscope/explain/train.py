@@ -328,6 +328,7 @@ def _trainer_class(group_by_length: bool = False) -> Any:
         def __init__(self, *args: Any, inject_args: dict[str, Any], **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.inject_args = inject_args
+            self._exact: list[bool] | None = None  # collected during an evaluation only
             # makes the Trainer count the answer tokens of each optimizer step over all
             # accumulation steps and processes (``shift_labels`` of the batch) into
             # ``num_items_in_batch``
@@ -345,7 +346,7 @@ def _trainer_class(group_by_length: bool = False) -> Any:
             """The Trainer's, plus ``<prefix>_exact``: the share of validation answers whose
             every token is the top logit (a run at chance on the one token that decides an
             answer has a low loss and a low ``exact``)."""
-            self._exact: list[bool] | None = []
+            self._exact = []
             output = super().evaluation_loop(dataloader, description, prediction_loss_only,
                                              ignore_keys, metric_key_prefix)
             counts = torch.tensor([float(sum(self._exact)), float(len(self._exact))],
@@ -371,8 +372,7 @@ def _trainer_class(group_by_length: bool = False) -> Any:
                             ignore_keys: Any = None) -> tuple[Any, None, None]:
             inputs = self._prepare_inputs(inputs)
             with torch.no_grad():
-                loss = answer_loss(model, inputs, exact=getattr(self, "_exact", None),
-                                   **self.inject_args)
+                loss = answer_loss(model, inputs, exact=self._exact, **self.inject_args)
             return loss.detach(), None, None
 
     return ExplainTrainer
