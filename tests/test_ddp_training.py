@@ -126,9 +126,12 @@ def test_length_grouped_order_saves_padding_and_is_seeded_by_epoch():
 def organism_data(tmp_path_factory) -> Path:
     """12 train examples: three global batches of 4."""
     out = tmp_path_factory.mktemp("org")
-    # seed 004's recipe: its 12 training examples fill three global batches of 4 exactly
-    path, _ = build_organism_data(OrganismDataConfig(n=16, seed=0, recipe="patterns",
+    # seed 004's recipe: its 12 training examples fill three global batches of 4 exactly (n=17
+    # with the 87-scenario bank: the scenario split decides how many of the n are train)
+    path, _ = build_organism_data(OrganismDataConfig(n=17, seed=0, recipe="patterns",
                                                      out=out / "data"))
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert sum(r["split"] == "train" for r in rows) == 12, "the batches must divide the epoch"
     return path
 
 

@@ -14,7 +14,7 @@ from afscope.lab.results import MAX_CHARS, ci, cut
 from afscope.models import load_model
 from afscope.report.schema import read_behaviour
 
-TINY = dict(organism_examples=16, organism_steps=3, organism_requests=2, organism_max_length=256,
+TINY = dict(organism_examples=32, organism_steps=3, organism_requests=2, organism_max_length=256,
             organism_r=2, context_scenarios=4, steer_prompts=2, steer_corpus=20,
             steer_max_length=64, max_tokens=4, organism_max_tokens=4, n_boot=100)
 

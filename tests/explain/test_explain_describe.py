@@ -15,7 +15,7 @@ from afscope.explain.schema import TEST_FILE, read_examples
 
 @pytest.fixture(scope="module")
 def explainer(token_cache, tiny_model_dir, tmp_path_factory):
-    """A tiny explainer trained on the token cache's fires_on features (40 steps at lr 1e-2: it
+    """A tiny explainer trained on the token cache's fires_on features (60 steps at lr 1e-2: it
     then answers in the trained form, so every row parses), and its task."""
     from afscope.explain.train import train_explainer
 
@@ -24,7 +24,7 @@ def explainer(token_cache, tiny_model_dir, tmp_path_factory):
         task="features", targets="tokens", cache=token_cache / "cache", sae=token_cache / "sae",
         out=root / "tok", test_fraction=0.5, min_active=3, question_types=["fires_on"]))
     tr, _ = train_explainer(ExplainTrainConfig(data=[data], model=str(tiny_model_dir),
-                                               out=root / "tr", max_steps=40, lr=1e-2,
+                                               out=root / "tr", max_steps=60, lr=1e-2,
                                                val_fraction=0.0))
     return tr, data
 
