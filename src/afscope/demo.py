@@ -169,7 +169,7 @@ def run_explainer(cfg: DemoConfig, out: Path) -> Path:
 
     root = out / "explain"
     features = feature_task(out, root, cfg.seed)
-    folders = [f for f in (features,) if f is not None]
+    folders = [features] if features is not None else []
     if (out / "lab" / "context").is_dir():
         data, _ = build_task_data(ExplainDataConfig(task="context_ablation",
                                                     source=out / "lab" / "context",
