@@ -172,4 +172,4 @@ def test_context_organism_config_parses():
     path = Path(__file__).parents[2] / "configs" / "context_organism.yaml"
     cfg = ContextConfig(**yaml.safe_load(path.read_text()))
     assert cfg.adapter == Path("runs/demo/lab/organism/train")
-    assert (cfg.n, cfg.seed, cfg.max_tokens, cfg.test_fraction) == (240, 1, 80, 0.3)
+    assert (cfg.n, cfg.seed, cfg.max_tokens, cfg.test_fraction) == (440, 1, 80, 0.3)
